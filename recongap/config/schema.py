@@ -1,0 +1,184 @@
+"""Schemas of params.yaml and pipelines.yaml, validated before any work.
+
+Every model forbids unknown keys, so a typo fails loudly. Errors come out as
+`ConfigError` naming the file, the dotted key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..operators.geometry import Geometry
+from ..priors import EllipsePrior, GaussianFieldPrior
+
+
+class ConfigError(ValueError):
+    """A config file is missing, unreadable or invalid; the message says where."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- params.yaml --------------------------------------------------------------
+class Splits(Strict):
+    train: int = Field(ge=1)
+    val: int = Field(ge=1)
+    test: int = Field(ge=1)
+
+
+class Scale(Strict):
+    size: int = Field(ge=8, le=1024, description="image side in pixels")
+    splits: Splits
+
+
+class SimulateParams(Strict):
+    batch_size: int = Field(default=256, ge=1)
+    noise_calibration_samples: int = Field(default=256, ge=1, description="prior draws that fix the noise std")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+ScaleName = Literal["smoke", "laptop", "paper"]
+
+
+class Params(Strict):
+    scale: ScaleName
+    scales: dict[ScaleName, Scale]
+    simulate: SimulateParams = SimulateParams()
+
+    @model_validator(mode="after")
+    def _scale_defined(self) -> "Params":
+        if self.scale not in self.scales:
+            raise ValueError(f"scale {self.scale!r} has no entry under 'scales' (defined: {sorted(self.scales)})")
+        return self
+
+    @property
+    def current(self) -> Scale:
+        return self.scales[self.scale]
+
+
+# --- pipelines.yaml -------------------------------------------------------------
+class ForwardConfig(Strict):
+    geometry: Literal["parallel", "fan"] = "parallel"
+    angles: int = Field(default=30, ge=1)
+    angle_range: float | None = Field(default=None, gt=0, le=2 * math.pi)
+    detectors: int | None = Field(default=None, ge=1)
+    source_distance: float = Field(default=4.0, gt=math.sqrt(2))
+    detector_distance: float = Field(default=4.0, ge=0)
+
+    def geometry_for(self, size: int) -> Geometry:
+        return Geometry(
+            size=size,
+            angles=self.angles,
+            kind=self.geometry,
+            angle_range=self.angle_range,
+            detectors=self.detectors,
+            source_distance=self.source_distance,
+            detector_distance=self.detector_distance,
+        )
+
+
+class EllipsePriorConfig(Strict):
+    name: Literal["ellipses"]
+    mean_count: float = Field(default=50.0, gt=0)
+    slots: int = Field(default=100, ge=1, le=1000)
+    intensity_scale: float = Field(default=0.4, gt=0)
+    axis_scale: float = Field(default=0.2, gt=0)
+    supersample: int = Field(default=2, ge=1, le=8)
+
+    def build(self, size: int) -> EllipsePrior:
+        return EllipsePrior(**self.model_dump(exclude={"name"}))
+
+
+class GaussianFieldPriorConfig(Strict):
+    name: Literal["gaussian_field"]
+    mean: float = 0.5
+    std: float = Field(default=0.2, gt=0)
+    length_scale: float = Field(default=0.2, gt=0)
+    nugget: float = Field(default=1e-4, ge=0)
+
+    def build(self, size: int) -> GaussianFieldPrior:
+        return GaussianFieldPrior(size, **self.model_dump(exclude={"name"}))
+
+
+PriorConfig = Annotated[Union[EllipsePriorConfig, GaussianFieldPriorConfig], Field(discriminator="name")]
+
+
+class NoiseConfig(Strict):
+    kind: Literal["gaussian"] = "gaussian"
+    relative_std: float = Field(ge=0, le=1, description="noise std as a fraction of the mean |A x| over the prior")
+
+
+class PipelineConfig(Strict):
+    seed: int = Field(ge=0)
+    forward: ForwardConfig
+    prior: PriorConfig
+    noise: NoiseConfig
+    measurement_grid_factor: int = Field(
+        default=1, ge=1, le=4, description=">1 simulates measurements on a finer grid (no inverse crime)"
+    )
+    methods: list[str] = []
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _grid_factor_supported(self) -> "PipelineConfig":
+        if self.measurement_grid_factor > 1 and self.prior.name != "ellipses":
+            raise ValueError(
+                f"measurement_grid_factor > 1 needs a prior defined in the continuum (ellipses), "
+                f"not {self.prior.name!r}"
+            )
+        return self
+
+
+class Pipelines(Strict):
+    pipelines: dict[str, PipelineConfig]
+
+
+# --- loading -----------------------------------------------------------------------
+def _read_yaml(path: Path) -> object:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def _format(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} invalid value(s)"]
+    for e in error.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        lines.append(f"  {key}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def _validate(model: type[BaseModel], path: Path) -> BaseModel:
+    data = _read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(path, e)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Validated params.yaml."""
+    return _validate(Params, Path(path))  # type: ignore[return-value]
+
+
+def load_pipelines(path: str | Path = "pipelines.yaml") -> dict[str, PipelineConfig]:
+    """Validated pipelines.yaml, by pipeline name."""
+    return _validate(Pipelines, Path(path)).pipelines  # type: ignore[attr-defined]
+
+
+def load_pipeline(name: str, path: str | Path = "pipelines.yaml") -> PipelineConfig:
+    pipelines = load_pipelines(path)
+    if name not in pipelines:
+        raise ConfigError(f"{path}: no pipeline {name!r} (defined: {sorted(pipelines)})")
+    return pipelines[name]

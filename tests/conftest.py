@@ -1,0 +1,29 @@
+"""Shared fixtures: a private matrix cache and the repository root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests build their own system matrices instead of trusting ~/.cache."""
+    os.environ["RECONGAP_CACHE_DIR"] = str(tmp_path_factory.mktemp("matrix-cache"))
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
+
+
+def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
+    """PSNR in dB with the truth's value range as data range."""
+    mse = float(((estimate - truth) ** 2).mean())
+    data_range = float(truth.max() - truth.min())
+    return 10 * torch.log10(torch.tensor(data_range**2 / mse)).item()
