@@ -56,10 +56,10 @@ def clean_measurements(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images at `size` and their noise-free data, projected by `measure`
     from a rendering at its own (possibly finer) size."""
-    params = params.to(device)
-    images = prior.render(params, size).float()
+    params = params.to(device, torch.float32)  # float32 renders ~3x faster than float64
+    images = prior.render(params, size)
     fine_size = measure.geometry.size
-    rendered = images if fine_size == size else prior.render(params, fine_size).float()
+    rendered = images if fine_size == size else prior.render(params, fine_size)
     return images, measure(rendered)
 
 

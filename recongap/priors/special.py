@@ -13,10 +13,10 @@ def log_exp1(z: torch.Tensor, terms: int = 40) -> torch.Tensor:
     """log E1(z) for z > 0, differentiable, on any device.
 
     torch has no exponential integral; scipy's is not differentiable and not
-    on the GPU. Power series for z <= 1, continued fraction (evaluated
+    on the GPU. Power series for z <= 2, continued fraction (evaluated
     backwards at a fixed depth) above; both reach float64 round-off there.
     """
-    small = z <= 1
+    small = z <= 2
     zs = torch.where(small, z, torch.ones_like(z)).clamp_min(1e-300)
     series = torch.zeros_like(zs)
     term = torch.ones_like(zs)
@@ -24,7 +24,7 @@ def log_exp1(z: torch.Tensor, terms: int = 40) -> torch.Tensor:
         term = -term * zs / k
         series = series - term / k
     log_small = torch.log(-_EULER_GAMMA - torch.log(zs) + series)
-    zl = torch.where(small, torch.full_like(z, 2.0), z)
+    zl = torch.where(small, torch.full_like(z, 3.0), z)
     frac = zl + 2 * terms + 1
     for k in range(terms, 0, -1):
         frac = zl + 2 * k - 1 - k * k / frac

@@ -1,0 +1,75 @@
+"""params.yaml / pipelines.yaml validation: errors name the file, key and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recongap.config import ConfigError, load_params, load_pipeline, load_pipelines
+from tests.conftest import ROOT
+
+
+def test_committed_files_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.scale == "laptop" and params.current.size == 64
+    pipelines = load_pipelines(ROOT / "pipelines.yaml")
+    assert {"ellipses", "gaussian_field"} <= set(pipelines)
+    assert pipelines["ellipses"].noise.relative_std == 0.05
+
+
+def _write(tmp_path: Path, name: str, edit) -> Path:
+    data = yaml.safe_load((ROOT / name).read_text())
+    edit(data)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, key, rule",
+    [
+        (lambda d: d["scales"]["smoke"].update(sizee=3), "scales.smoke.sizee", "Extra inputs are not permitted"),
+        (lambda d: d["simulate"].update(batch_size="big"), "simulate.batch_size", "valid integer"),
+        (lambda d: d["scales"]["laptop"]["splits"].update(test=0), "scales.laptop.splits.test", "greater than or equal to 1"),
+        (lambda d: d.update(scale="huge"), "scale", "'smoke', 'laptop' or 'paper'"),
+        (lambda d: d.update(scales={"smoke": d["scales"]["smoke"]}), "(top level)", "scale 'laptop' has no entry"),
+    ],
+)
+def test_bad_params_name_file_key_and_rule(tmp_path, edit, key, rule):
+    path = _write(tmp_path, "params.yaml", edit)
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and rule in message
+
+
+@pytest.mark.parametrize(
+    "edit, key, rule",
+    [
+        (lambda d: d["pipelines"]["ellipses"]["noise"].update(relative_std=2), "pipelines.ellipses.noise.relative_std", "less than or equal to 1"),
+        (lambda d: d["pipelines"]["ellipses"]["prior"].update(name="stars"), "pipelines.ellipses.prior", "'ellipses', 'gaussian_field'"),
+        (lambda d: d["pipelines"]["ellipses"]["prior"].update(mean_count=-1), "pipelines.ellipses.prior.ellipses.mean_count", "greater than 0"),
+        (lambda d: d["pipelines"]["ellipses"]["forward"].update(geometry="cone"), "pipelines.ellipses.forward.geometry", "'parallel' or 'fan'"),
+        (lambda d: d["pipelines"]["gaussian_field"].update(measurement_grid_factor=2), "pipelines.gaussian_field", "continuum"),
+        (lambda d: d["pipelines"]["ellipses"].pop("seed"), "pipelines.ellipses.seed", "Field required"),
+    ],
+)
+def test_bad_pipelines_name_file_key_and_rule(tmp_path, edit, key, rule):
+    path = _write(tmp_path, "pipelines.yaml", edit)
+    with pytest.raises(ConfigError) as info:
+        load_pipelines(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and rule in message
+
+
+def test_missing_unparsable_and_unknown(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("scale: [unclosed")
+    with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="no pipeline 'ellipsis'"):
+        load_pipeline("ellipsis", ROOT / "pipelines.yaml")

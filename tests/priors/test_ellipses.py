@@ -1,0 +1,119 @@
+"""EllipsePrior: sampling law, log_prob consistency, rendering."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.special as sc
+import scipy.stats as st
+import torch
+
+from recongap.priors import EllipsePrior, render_ellipses, shepp_logan
+from recongap.priors.special import log_exp1
+
+
+def test_log_exp1_matches_scipy():
+    z = torch.tensor(np.concatenate([np.logspace(-10, 0, 40), np.linspace(1.01, 80, 80)]), dtype=torch.float64)
+    assert torch.allclose(log_exp1(z), torch.from_numpy(np.log(sc.exp1(z.numpy()))), rtol=1e-10, atol=1e-12)
+
+
+def test_sample_shapes_and_unused_slots(generator):
+    prior = EllipsePrior(mean_count=5, slots=12)
+    params = prior.sample(200, generator)
+    assert params.shape == (200, 12, 6) and params.dtype == torch.float64
+    active = params[..., 0] != 0
+    assert (params[~active] == 0).all()
+    # every slot is used equally often (uniform random subsets)
+    per_slot = active.double().mean(0)
+    assert float(per_slot.min()) > 0.25 and float(per_slot.max()) < 0.6
+
+
+def test_count_is_poisson_capped_at_slots(generator):
+    prior = EllipsePrior(mean_count=50, slots=100)
+    counts = prior.sample_count(4000, generator).double()
+    assert float(counts.mean()) == pytest.approx(50, abs=3 * math.sqrt(50 / 4000))
+    capped = EllipsePrior(mean_count=50, slots=40).sample_count(2000, generator)
+    assert int(capped.max()) == 40
+    # the cap's log-probability is the Poisson tail mass
+    tail = EllipsePrior(mean_count=50, slots=40).log_count_prob(torch.tensor([40]))
+    assert float(tail.exp()) == pytest.approx(st.poisson(50).sf(39), rel=1e-6)
+
+
+def _intensity_cdf(v: np.ndarray, s: float) -> np.ndarray:
+    """CDF of (U - 1/2) * Exp(scale s), from integrating E1(2|t|/s)/s."""
+    a = np.abs(v)
+    half = (a * sc.exp1(2 * a / s) + s / 2 * (1 - np.exp(-2 * a / s))) / s
+    return 0.5 + np.sign(v) * half
+
+
+def test_intensity_law_matches_its_log_density(generator):
+    prior = EllipsePrior(mean_count=50, slots=100)
+    params = prior.sample(100, generator)
+    v = params[..., 0][params[..., 0] != 0].numpy()
+    assert st.kstest(v, lambda t: _intensity_cdf(t, 0.4)).pvalue > 0.01
+    # and the density log_prob uses is that CDF's derivative
+    grid = np.linspace(0.01, 1.0, 50)
+    numeric = (_intensity_cdf(grid + 1e-6, 0.4) - _intensity_cdf(grid - 1e-6, 0.4)) / 2e-6
+    density = torch.exp(log_exp1(torch.from_numpy(2 * grid / 0.4)) - math.log(0.4)).numpy()
+    assert np.allclose(density, numeric, rtol=1e-4)
+
+
+def test_log_prob_by_hand():
+    prior = EllipsePrior(mean_count=3, slots=4, intensity_scale=0.4, axis_scale=0.2)
+    params = torch.zeros(1, 4, 6, dtype=torch.float64)
+    params[0, 2] = torch.tensor([0.1, 0.3, 0.2, 0.5, -0.5, 1.0], dtype=torch.float64)
+    e1 = sc.exp1(2 * 0.1 / 0.4) / 0.4
+    expected = (
+        st.poisson(3).logpmf(1)
+        - math.log(4)  # which one of 4 slots
+        + math.log(e1)
+        + st.expon(scale=0.2).logpdf(0.3)
+        + st.expon(scale=0.2).logpdf(0.2)
+        - math.log(4)
+        - math.log(2 * math.pi)
+    )
+    assert float(prior.log_prob(params)) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("column, value", [(1, -0.1), (3, 1.2), (5, 7.0)])
+def test_log_prob_is_minus_inf_outside_the_support(column, value):
+    prior = EllipsePrior(mean_count=3, slots=4)
+    params = torch.zeros(1, 4, 6, dtype=torch.float64)
+    params[0, 0] = torch.tensor([0.1, 0.3, 0.2, 0.5, -0.5, 1.0], dtype=torch.float64)
+    params[0, 0, column] = value
+    assert float(prior.log_prob(params)) == -math.inf
+
+
+def test_log_prob_rejects_wrong_shape():
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4, 6\)"):
+        EllipsePrior(slots=4).log_prob(torch.zeros(1, 5, 6))
+
+
+def test_render_mass_of_one_ellipse():
+    params = torch.tensor([[[0.7, 0.4, 0.25, 0.1, -0.2, 0.6]]], dtype=torch.float64)
+    image = render_ellipses(params, 128)
+    mass = float(image.sum()) * (2 / 128) ** 2
+    assert mass == pytest.approx(0.7 * math.pi * 0.4 * 0.25, rel=1e-3)
+
+
+def test_render_is_continuous_and_differentiable():
+    params = torch.tensor([[[0.5, 0.3, 0.2, 0.1, 0.0, 0.3]]], dtype=torch.float64, requires_grad=True)
+    image = render_ellipses(params, 32)
+    shifted = render_ellipses(params.detach() + torch.tensor([0, 0, 0, 1e-4, 0, 0]), 32)
+    assert float((shifted - image.detach()).abs().max()) > 0  # it does move
+    assert float((shifted - image.detach()).abs().max()) < 1e-2  # moves by a fraction of a pixel's worth
+    image.sum().backward()
+    grad = params.grad[0, 0]
+    assert torch.isfinite(grad).all()
+    # the mass grows with the intensity and the axes
+    assert grad[0] > 0 and grad[1] > 0 and grad[2] > 0
+
+
+def test_shepp_logan():
+    x = shepp_logan(64)
+    assert x.shape == (1, 1, 64, 64) and x.dtype == torch.float32
+    assert float(x.min()) >= -1e-6 and float(x.max()) == pytest.approx(1.0, abs=1e-3)
+    # the skull (value 1) surrounds the brain (0.2): the middle row crosses it
+    assert float(x[0, 0, 32, 9:13].max()) > 0.6  # a one-pixel skull, anti-aliased and float(x[0, 0, 32, 32]) < 0.5
