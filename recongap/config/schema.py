@@ -89,6 +89,7 @@ class EllipsePriorConfig(Strict):
     slots: int = Field(default=100, ge=1, le=1000)
     intensity_scale: float = Field(default=0.4, gt=0)
     axis_scale: float = Field(default=0.2, gt=0)
+    centre_range: float = Field(default=1.0, gt=0, le=1, description="centres ~ U[-r, r]^2")
     supersample: int = Field(default=2, ge=1, le=8)
 
     def build(self, size: int) -> EllipsePrior:

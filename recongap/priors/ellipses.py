@@ -64,7 +64,8 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
 class EllipsePrior:
     """Random ellipses: count ~ Poisson(mean_count) (capped at `slots`),
     intensity (U - 0.5) * Exp(scale=intensity_scale), semi-axes
-    Exp(scale=axis_scale), centre U[-1, 1]^2, rotation U[0, 2 pi).
+    Exp(scale=axis_scale), centre U[-r, r]^2 with r = centre_range,
+    rotation U[0, 2 pi).
 
     Defaults are the learned primal-dual protocol. A draw activates a
     uniformly random subset of slots, so `log_prob` is the density of exactly
@@ -75,10 +76,11 @@ class EllipsePrior:
     slots: int = 100
     intensity_scale: float = 0.4
     axis_scale: float = 0.2
+    centre_range: float = 1.0
     supersample: int = 2
 
     def __post_init__(self) -> None:
-        if self.mean_count <= 0 or self.slots < 1 or self.intensity_scale <= 0 or self.axis_scale <= 0:
+        if min(self.mean_count, self.intensity_scale, self.axis_scale, self.centre_range) <= 0 or self.slots < 1:
             raise ValueError(f"invalid EllipsePrior parameters: {self}")
 
     @property
@@ -102,8 +104,8 @@ class EllipsePrior:
                 (u[..., 0] - 0.5) * e[..., 0] * self.intensity_scale,
                 e[..., 1] * self.axis_scale,
                 e[..., 2] * self.axis_scale,
-                2 * u[..., 1] - 1,
-                2 * u[..., 2] - 1,
+                (2 * u[..., 1] - 1) * self.centre_range,
+                (2 * u[..., 2] - 1) * self.centre_range,
                 2 * math.pi * u[..., 3],
             ],
             dim=-1,
@@ -132,9 +134,10 @@ class EllipsePrior:
         # V = W E with W ~ U(-1/2, 1/2), E ~ Exp(scale s): p(v) = E1(2|v|/s) / s.
         log_v = log_exp1(2 * v.abs() / s_v) - math.log(s_v)
         log_ab = -2 * math.log(s_ax) - (a + b) / s_ax
-        log_xy = -2 * math.log(2.0)
+        r = self.centre_range
+        log_xy = -2 * math.log(2.0 * r)
         log_rot = -math.log(2 * math.pi)
-        inside = (a > 0) & (b > 0) & (x.abs() <= 1) & (y.abs() <= 1) & (rot >= 0) & (rot < 2 * math.pi)
+        inside = (a > 0) & (b > 0) & (x.abs() <= r) & (y.abs() <= r) & (rot >= 0) & (rot < 2 * math.pi)
         total = log_v + log_ab + log_xy + log_rot
         return torch.where(inside, total, torch.full_like(total, -math.inf))
 

@@ -117,3 +117,14 @@ def test_shepp_logan():
     assert float(x.min()) >= -1e-6 and float(x.max()) == pytest.approx(1.0, abs=1e-3)
     # the skull (value 1) surrounds the brain (0.2): the middle row crosses it
     assert float(x[0, 0, 32, 9:13].max()) > 0.6  # a one-pixel skull, anti-aliased and float(x[0, 0, 32, 32]) < 0.5
+
+
+def test_centre_range_narrows_the_centres(generator):
+    prior = EllipsePrior(mean_count=20, slots=40, centre_range=0.5)
+    params = prior.sample(50, generator)
+    centres = params[..., 3:5][params[..., 0] != 0]
+    assert float(centres.abs().max()) <= 0.5 and float(centres.abs().max()) > 0.45
+    inside = params.clone()
+    assert torch.isfinite(prior.log_prob(inside)).all()
+    inside[0, (params[0, :, 0] != 0).nonzero()[0, 0], 3] = 0.7
+    assert float(prior.log_prob(inside)[0]) == -math.inf
