@@ -31,6 +31,7 @@ test-slow: $(STAMP)    ## the slow tests too
 
 bench: $(STAMP)        ## speed benchmarks, one JSON line each
 	$(BIN)/python -m benchmarks.operators
+	$(BIN)/python -m benchmarks.training
 
 clean-venv:
 	rm -rf $(VENV)

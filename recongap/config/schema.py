@@ -35,12 +35,65 @@ class Splits(Strict):
 class Scale(Strict):
     size: int = Field(ge=8, le=1024, description="image side in pixels")
     splits: Splits
+    epochs: int = Field(default=1, ge=1, description="training budget of each learned method")
 
 
 class SimulateParams(Strict):
     batch_size: int = Field(default=256, ge=1)
     noise_calibration_samples: int = Field(default=256, ge=1, description="prior draws that fix the noise std")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class FBPParams(Strict):
+    pass
+
+
+class TVParams(Strict):
+    iterations: int = Field(default=300, ge=1)
+    nonnegative: bool = False
+
+
+class PostProcessingParams(Strict):
+    channels: int = Field(default=32, ge=1)
+    depth: int = Field(default=3, ge=1, le=6)
+    filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
+
+
+class LGDParams(Strict):
+    iterations: int = Field(default=10, ge=1)
+    memory: int = Field(default=5, ge=0)
+    width: int = Field(default=32, ge=1)
+
+
+class LPDParams(Strict):
+    iterations: int = Field(default=10, ge=1)
+    primal: int = Field(default=5, ge=2)
+    dual: int = Field(default=5, ge=1)
+    width: int = Field(default=32, ge=1)
+
+
+class MethodParams(Strict):
+    fbp: FBPParams = FBPParams()
+    tv: TVParams = TVParams()
+    postproc: PostProcessingParams = PostProcessingParams()
+    lgd: LGDParams = LGDParams()
+    lpd: LPDParams = LPDParams()
+
+
+class TrainParams(Strict):
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    beta2: float = Field(default=0.99, gt=0, lt=1)
+    gradient_clip: float = Field(default=1.0, gt=0)
+    early_stopping_patience: int = Field(default=5, ge=1)
+    devices: int = Field(default=1, ge=1, description=">1 trains with DDP on that many GPUs")
+    seed: int = Field(default=0, ge=0)
+
+
+class EvaluateParams(Strict):
+    fit_items: int = Field(default=64, ge=1, description="validation items that choose FBP and TV parameters")
+    batch_size: int = Field(default=32, ge=1)
+    report_items: int = Field(default=4, ge=1, le=16)
 
 
 ScaleName = Literal["smoke", "laptop", "paper"]
@@ -50,6 +103,9 @@ class Params(Strict):
     scale: ScaleName
     scales: dict[ScaleName, Scale]
     simulate: SimulateParams = SimulateParams()
+    methods: MethodParams = MethodParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     @model_validator(mode="after")
     def _scale_defined(self) -> "Params":
@@ -123,7 +179,6 @@ class PipelineConfig(Strict):
     measurement_grid_factor: int = Field(
         default=1, ge=1, le=4, description=">1 simulates measurements on a finer grid (no inverse crime)"
     )
-    methods: list[str] = []
     schedule: str | None = None
 
     @model_validator(mode="after")
@@ -136,7 +191,13 @@ class PipelineConfig(Strict):
         return self
 
 
+ClassicalMethod = Literal["fbp", "tv"]
+LearnedMethod = Literal["postproc", "lgd", "lpd"]
+
+
 class Pipelines(Strict):
+    classical_methods: list[ClassicalMethod] = ["fbp", "tv"]
+    learned_methods: list[LearnedMethod] = ["postproc", "lgd", "lpd"]
     pipelines: dict[str, PipelineConfig]
 
 
@@ -173,9 +234,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return _validate(Params, Path(path))  # type: ignore[return-value]
 
 
+def load_catalogue(path: str | Path = "pipelines.yaml") -> Pipelines:
+    """Validated pipelines.yaml: the methods and the pipelines."""
+    return _validate(Pipelines, Path(path))  # type: ignore[return-value]
+
+
 def load_pipelines(path: str | Path = "pipelines.yaml") -> dict[str, PipelineConfig]:
     """Validated pipelines.yaml, by pipeline name."""
-    return _validate(Pipelines, Path(path)).pipelines  # type: ignore[attr-defined]
+    return load_catalogue(path).pipelines
 
 
 def load_pipeline(name: str, path: str | Path = "pipelines.yaml") -> PipelineConfig:

@@ -11,8 +11,6 @@ Layout of `<split>.h5`:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import __version__
+from ..files import atomic_path
 
 FORMAT_VERSION = 1
 REQUIRED = ("images", "measurements", "params")
@@ -41,11 +40,7 @@ class Split:
 
 def write_split(path: str | Path, split: Split) -> None:
     """Write a split to `path` via a temporary file and rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("images", data=split.images.astype(np.float32))
             f.create_dataset("measurements", data=split.measurements.astype(np.float32))
@@ -53,12 +48,6 @@ def write_split(path: str | Path, split: Split) -> None:
             attrs = {"format_version": FORMAT_VERSION, "recongap_version": __version__, **split.attrs}
             for k, v in attrs.items():
                 f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _open(path: Path) -> h5py.File:

@@ -7,11 +7,12 @@ paper-scale geometries; every process of a pipeline would otherwise redo it.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import scipy.sparse as sp
+
+from ..files import atomic_path
 
 
 def cache_dir() -> Path:
@@ -35,12 +36,7 @@ def cached_matrix(name: str, build: Callable[[], sp.spmatrix]) -> sp.csr_matrix:
         except Exception:  # corrupt or truncated: rebuild below
             path.unlink(missing_ok=True)
     matrix = build().tocsr()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        sp.save_npz(tmp, matrix, compressed=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: save_npz would append .npz to a name
+            sp.save_npz(f, matrix, compressed=False)
     return matrix

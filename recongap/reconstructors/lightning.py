@@ -1,0 +1,90 @@
+"""Lightning wrappers: a LightningModule per learned method and the data module."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..datasets import PairedDataset
+from ..metrics import mse, psnr
+from ..operators import Geometry, RayTransform
+from .registry import build_network
+
+
+class ReconstructionModule(L.LightningModule):
+    """Trains a learned method on MSE; logs validation PSNR per epoch.
+
+    The geometry and method are saved as hyper-parameters, so a checkpoint
+    knows what it was trained for (see `load_checkpoint`).
+    """
+
+    def __init__(self, method: str, geometry: dict, network: dict, lr: float = 1e-3, beta2: float = 0.99) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        operator = RayTransform.from_geometry(Geometry(**geometry))
+        self.network = build_network(method, operator, **network)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.network(y)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        y, x = batch
+        loss = mse(self(y), x).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss.detach())}) at step {self.global_step}, batch {batch_idx}; "
+                f"the last good checkpoint is kept"
+            )
+        self.log("train_mse", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        y, x = batch
+        self.log("val_psnr", psnr(self(y), x).mean(), prog_bar=True, on_epoch=True)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=(0.9, self.hparams.beta2))
+        steps = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> ReconstructionModule:
+    """Load a trained model, refusing one trained for another method or geometry."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    hp = checkpoint.get("hyper_parameters", {})
+    if hp.get("method") != method:
+        raise ValueError(f"{path}: checkpoint is for method {hp.get('method')!r}, asked for {method!r}")
+    trained = Geometry(**hp["geometry"])
+    if trained.resolved() != geometry.resolved():
+        raise ValueError(f"{path}: checkpoint geometry {trained.resolved()} differs from the data's {geometry.resolved()}")
+    module = ReconstructionModule(**hp)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+class PairedDataModule(L.LightningDataModule):
+    """train/val/test splits of data/<pipeline>/ as (y, x) batches."""
+
+    def __init__(self, root: str | Path, batch_size: int = 32, seed: int = 0) -> None:
+        super().__init__()
+        self.root, self.batch_size, self.seed = Path(root), batch_size, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train = PairedDataset(self.root / "train.h5")
+        self.val = PairedDataset(self.root / "val.h5")
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=g, drop_last=len(self.train) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.batch_size)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.floor(n / batch_size)) if n > batch_size else 1

@@ -1,0 +1,104 @@
+"""Learned reconstructors as plain torch modules mapping data y to images.
+
+Each holds the operator inside its graph (torch backend), scaled by its norm
+as in Adler & Öktem's learned primal-dual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..operators import RayTransform
+
+
+def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential:
+    """Three 3x3 convolutions with PReLU between: the update of LGD and LPD."""
+    return nn.Sequential(
+        nn.Conv2d(channels_in, width, 3, padding=1),
+        nn.PReLU(width),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.PReLU(width),
+        nn.Conv2d(width, channels_out, 3, padding=1),
+    )
+
+
+class UNet(nn.Module):
+    """Residual U-Net (FBPConvNet style): x + f(x), `depth` poolings."""
+
+    def __init__(self, channels: int = 32, depth: int = 3) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            )
+
+        widths = [channels * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([conv(1, widths[0])] + [conv(widths[i], widths[i + 1]) for i in range(depth)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
+        self.merge = nn.ModuleList([conv(2 * widths[i], widths[i]) for i in range(depth)])
+        self.out = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips, h = [], x
+        for i, down in enumerate(self.down):
+            h = down(h if i == 0 else nn.functional.max_pool2d(h, 2))
+            skips.append(h)
+        for i in reversed(range(len(self.up))):
+            h = self.merge[i](torch.cat([self.up[i](h), skips[i]], dim=1))
+        return x + self.out(h)
+
+
+class PostProcessing(nn.Module):
+    """FBP followed by a residual U-Net."""
+
+    def __init__(self, operator: RayTransform, channels: int = 32, depth: int = 3, filter: str = "hann") -> None:
+        super().__init__()
+        self.operator, self.filter = operator, filter
+        self.unet = UNet(channels, depth)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.unet(self.operator.fbp(y, self.filter))
+
+
+class LearnedGradientDescent(nn.Module):
+    """x_{k+1} = x_k + G_k(x_k, A^T(A x_k - y)), from x_0 = 0, with memory channels."""
+
+    def __init__(self, operator: RayTransform, iterations: int = 10, memory: int = 5, width: int = 32) -> None:
+        super().__init__()
+        self.operator, self.memory = operator, memory
+        self.scale = 1.0 / operator.norm()
+        self.updates = nn.ModuleList([block(2 + memory, 1 + memory, width) for _ in range(iterations)])
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        a = self.operator
+        y = y * self.scale
+        h = torch.zeros(y.shape[0], 1 + self.memory, *a.domain_shape, dtype=y.dtype, device=y.device)
+        for update in self.updates:
+            x = h[:, :1]
+            grad = a.adjoint(a(x) * self.scale - y) * self.scale
+            h = h + update(torch.cat([h, grad], dim=1))
+        return h[:, :1]
+
+
+class LearnedPrimalDual(nn.Module):
+    """Adler & Öktem (2018): primal and dual updates by small CNNs, from zeros."""
+
+    def __init__(self, operator: RayTransform, iterations: int = 10, primal: int = 5, dual: int = 5, width: int = 32) -> None:
+        super().__init__()
+        self.operator, self.primal, self.dual = operator, primal, dual
+        self.scale = 1.0 / operator.norm()
+        self.dual_updates = nn.ModuleList([block(dual + 2, dual, width) for _ in range(iterations)])
+        self.primal_updates = nn.ModuleList([block(primal + 1, primal, width) for _ in range(iterations)])
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        a = self.operator
+        y = y * self.scale
+        f = torch.zeros(y.shape[0], self.primal, *a.domain_shape, dtype=y.dtype, device=y.device)
+        h = torch.zeros(y.shape[0], self.dual, *a.range_shape, dtype=y.dtype, device=y.device)
+        for dual_update, primal_update in zip(self.dual_updates, self.primal_updates):
+            h = h + dual_update(torch.cat([h, a(f[:, 1:2]) * self.scale, y], dim=1))
+            f = f + primal_update(torch.cat([f, a.adjoint(h[:, :1]) * self.scale], dim=1))
+        return f[:, :1]

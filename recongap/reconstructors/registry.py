@@ -1,0 +1,44 @@
+"""The method registry: names -> how to build them, and what needs retraining."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..operators import RayTransform
+from .classical import FBPReconstructor, TVReconstructor
+from .networks import LearnedGradientDescent, LearnedPrimalDual, PostProcessing
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    learned: bool
+    build: Callable[..., object]
+    #: hyper-parameters whose change invalidates a trained model
+    retrain: tuple[str, ...]
+
+
+RECONSTRUCTORS: dict[str, Method] = {
+    "fbp": Method("fbp", False, FBPReconstructor, ()),
+    "tv": Method("tv", False, TVReconstructor, ()),
+    "postproc": Method("postproc", True, PostProcessing, ("channels", "depth", "filter")),
+    "lgd": Method("lgd", True, LearnedGradientDescent, ("iterations", "memory", "width")),
+    "lpd": Method("lpd", True, LearnedPrimalDual, ("iterations", "primal", "dual", "width")),
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in RECONSTRUCTORS:
+        raise ValueError(f"unknown method {name!r}; registered: {sorted(RECONSTRUCTORS)}")
+    return RECONSTRUCTORS[name]
+
+
+def build_network(name: str, operator: RayTransform, **options) -> nn.Module:
+    """A learned method's network around `operator`."""
+    method = get_method(name)
+    if not method.learned:
+        raise ValueError(f"method {name!r} is not learned; learned ones: {[m for m, v in RECONSTRUCTORS.items() if v.learned]}")
+    return method.build(operator, **options)  # type: ignore[return-value]
