@@ -47,7 +47,7 @@ def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True, env=env)
 
 
-PIPELINES = ("ellipses", "gaussian_field")
+PIPELINES = ("ellipses", "gaussian_field", "dival_ellipses")
 METHODS = ("fbp", "tv", "postproc", "lgd", "lpd")
 
 
@@ -74,6 +74,9 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     assert ellipses["tv"]["psnr"]["mean"] > ellipses["fbp"]["psnr"]["mean"]
     shown = _dvc(repo, "metrics", "show")
     assert shown.returncode == 0 and "methods.lpd.psnr.mean" in shown.stdout
+    results = (repo / "docs" / "results.md").read_text()
+    assert "## dival_ellipses — scale `smoke`" in results and "32.27 / 0.940" in results
+    assert "Expected test PSNR ordering" in results
 
     second = _dvc(repo, "repro")
     assert second.returncode == 0, second.stdout + second.stderr

@@ -143,9 +143,13 @@ class EllipsePriorConfig(Strict):
     name: Literal["ellipses"]
     mean_count: float = Field(default=50.0, gt=0)
     slots: int = Field(default=100, ge=1, le=1000)
+    intensity_law: Literal["signed_exponential", "uniform"] = "signed_exponential"
     intensity_scale: float = Field(default=0.4, gt=0)
+    intensity_low: float = -0.4
+    intensity_high: float = 1.0
     axis_scale: float = Field(default=0.2, gt=0)
     centre_range: float = Field(default=1.0, gt=0, le=1, description="centres ~ U[-r, r]^2")
+    normalize_foreground: bool = False
     supersample: int = Field(default=2, ge=1, le=8)
 
     def build(self, size: int) -> EllipsePrior:

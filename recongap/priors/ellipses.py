@@ -63,25 +63,37 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
 @dataclass(frozen=True)
 class EllipsePrior:
     """Random ellipses: count ~ Poisson(mean_count) (capped at `slots`),
-    intensity (U - 0.5) * Exp(scale=intensity_scale), semi-axes
-    Exp(scale=axis_scale), centre U[-r, r]^2 with r = centre_range,
-    rotation U[0, 2 pi).
+    semi-axes Exp(scale=axis_scale), centre U[-r, r]^2 with r = centre_range,
+    rotation U[0, 2 pi), and intensity by `intensity_law`:
+    "signed_exponential", (U - 0.5) * Exp(scale=intensity_scale), or
+    "uniform", U(intensity_low, intensity_high).
 
-    Defaults are the learned primal-dual protocol. A draw activates a
-    uniformly random subset of slots, so `log_prob` is the density of exactly
-    what `sample` produces, inactive slots included.
+    Defaults are the learned primal-dual protocol. DIVal's ellipses are
+    mean_count=40, slots=70, uniform on (-0.4, 1), centre_range=0.9 and
+    normalize_foreground: the rendered image's non-zero pixels are shifted
+    and scaled to [0, 1] (a deterministic map of the parameters, so
+    `log_prob` is unchanged). A draw activates a uniformly random subset of
+    slots, so `log_prob` is the density of exactly what `sample` produces.
     """
 
     mean_count: float = 50.0
     slots: int = 100
+    intensity_law: str = "signed_exponential"
     intensity_scale: float = 0.4
+    intensity_low: float = -0.4
+    intensity_high: float = 1.0
     axis_scale: float = 0.2
     centre_range: float = 1.0
+    normalize_foreground: bool = False
     supersample: int = 2
 
     def __post_init__(self) -> None:
         if min(self.mean_count, self.intensity_scale, self.axis_scale, self.centre_range) <= 0 or self.slots < 1:
             raise ValueError(f"invalid EllipsePrior parameters: {self}")
+        if self.intensity_law not in ("signed_exponential", "uniform"):
+            raise ValueError(f"intensity_law must be 'signed_exponential' or 'uniform', got {self.intensity_law!r}")
+        if self.intensity_low >= self.intensity_high:
+            raise ValueError(f"intensity_low must be below intensity_high, got {self.intensity_low}, {self.intensity_high}")
 
     @property
     def param_shape(self) -> tuple[int, int]:
@@ -99,9 +111,13 @@ class EllipsePrior:
         active = order < count[:, None]
         u = torch.rand(n, k, 6, generator=generator, dtype=torch.float64)
         e = torch.empty(n, k, 3, dtype=torch.float64).exponential_(1.0, generator=generator)
+        if self.intensity_law == "uniform":
+            intensity = self.intensity_low + (self.intensity_high - self.intensity_low) * u[..., 4]
+        else:
+            intensity = (u[..., 0] - 0.5) * e[..., 0] * self.intensity_scale
         params = torch.stack(
             [
-                (u[..., 0] - 0.5) * e[..., 0] * self.intensity_scale,
+                intensity,
                 e[..., 1] * self.axis_scale,
                 e[..., 2] * self.axis_scale,
                 (2 * u[..., 1] - 1) * self.centre_range,
@@ -113,7 +129,8 @@ class EllipsePrior:
         return params * active[..., None]
 
     def render(self, params: torch.Tensor, size: int) -> torch.Tensor:
-        return render_ellipses(params, size, self.supersample)
+        image = render_ellipses(params, size, self.supersample)
+        return normalize_foreground(image) if self.normalize_foreground else image
 
     def log_count_prob(self, count: torch.Tensor) -> torch.Tensor:
         """log P(count) of the Poisson law capped at `slots` (tail mass on the cap)."""
@@ -131,8 +148,12 @@ class EllipsePrior:
         """Log-density of each active slot's 6 parameters: (..., K, 6) -> (..., K)."""
         v, a, b, x, y, rot = params.unbind(-1)
         s_v, s_ax = self.intensity_scale, self.axis_scale
-        # V = W E with W ~ U(-1/2, 1/2), E ~ Exp(scale s): p(v) = E1(2|v|/s) / s.
-        log_v = log_exp1(2 * v.abs() / s_v) - math.log(s_v)
+        if self.intensity_law == "uniform":
+            lo, hi = self.intensity_low, self.intensity_high
+            log_v = torch.where((v >= lo) & (v <= hi), -math.log(hi - lo), -math.inf)
+        else:
+            # V = W E with W ~ U(-1/2, 1/2), E ~ Exp(scale s): p(v) = E1(2|v|/s) / s.
+            log_v = log_exp1(2 * v.abs() / s_v) - math.log(s_v)
         log_ab = -2 * math.log(s_ax) - (a + b) / s_ax
         r = self.centre_range
         log_xy = -2 * math.log(2.0 * r)
@@ -153,6 +174,17 @@ class EllipsePrior:
         log_subset = torch.lgamma(c + 1) + torch.lgamma(k - c + 1) - torch.lgamma(k + 1)
         slot_terms = torch.where(active, self.slot_log_density(params), torch.zeros_like(params[..., 0]))
         return self.log_count_prob(count) + log_subset + slot_terms.sum(-1)
+
+
+def normalize_foreground(image: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Shift and scale the non-zero pixels of each image to [0, 1], background 0 (DIVal's convention)."""
+    flat = image.flatten(1)
+    foreground = flat.abs() > eps
+    big = torch.finfo(image.dtype).max
+    low = torch.where(foreground, flat, torch.full_like(flat, big)).min(1, keepdim=True).values
+    shifted = torch.where(foreground, flat - low, torch.zeros_like(flat))
+    high = shifted.max(1, keepdim=True).values.clamp_min(eps)
+    return (shifted / high).reshape(image.shape)
 
 
 # Modified Shepp-Logan (Toft): intensity, a, b, centre x, centre y, rotation (degrees).

@@ -128,3 +128,23 @@ def test_centre_range_narrows_the_centres(generator):
     assert torch.isfinite(prior.log_prob(inside)).all()
     inside[0, (params[0, :, 0] != 0).nonzero()[0, 0], 3] = 0.7
     assert float(prior.log_prob(inside)[0]) == -math.inf
+
+
+def test_uniform_intensity_law_and_its_density(generator):
+    prior = EllipsePrior(mean_count=40, slots=70, intensity_law="uniform", intensity_low=-0.4, intensity_high=1.0)
+    params = prior.sample(100, generator)
+    v = params[..., 0][params[..., 0] != 0]
+    assert float(v.min()) >= -0.4 and float(v.max()) <= 1.0
+    assert st.kstest(v.numpy(), st.uniform(-0.4, 1.4).cdf).pvalue > 0.01
+    one = torch.zeros(1, 70, 6, dtype=torch.float64)
+    one[0, 0] = torch.tensor([0.5, 0.3, 0.2, 0.1, 0.1, 1.0], dtype=torch.float64)
+    slot = float(prior.slot_log_density(one)[0, 0])
+    assert slot == pytest.approx(-math.log(1.4) + 2 * math.log(5) - 2.5 - math.log(4) - math.log(2 * math.pi))
+
+
+def test_normalized_foreground_spans_zero_to_one_with_zero_background(generator):
+    prior = EllipsePrior(mean_count=10, slots=20, intensity_law="uniform", centre_range=0.5, normalize_foreground=True)
+    images = prior.render(prior.sample(8, generator), 32)
+    for image in images:
+        assert float(image.min()) == pytest.approx(0.0, abs=1e-6) and float(image.max()) == pytest.approx(1.0, abs=1e-6)
+    assert float(images[:, :, 0, 0].abs().max()) < 1e-6  # corners stay background

@@ -1,0 +1,95 @@
+"""DVC stage `report`: docs/results.md from every metrics/<pipeline>.json.
+
+    python -m tasks.report
+
+Puts our test figures beside the published ones where a pipeline follows a
+published protocol, and states whether the expected method ordering holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from recongap.files import write_text_atomic
+
+from .common import run_stage
+
+#: DIVal's published test PSNR / SSIM on its ellipses benchmark (128x128,
+#: 30 angles, 2.5% noise); Leuschner et al., "Quantitative comparison of
+#: deep learning-based image reconstruction methods for low-dose and
+#: sparse-angle CT applications", J. Imaging 2021.
+DIVAL_PUBLISHED = {
+    "fbp": (24.18, 0.594),
+    "tv": (27.96, 0.862),
+    "postproc": (29.36, 0.899),
+    "lgd": (30.30, 0.916),
+    "lpd": (32.27, 0.940),
+}
+PUBLISHED = {"dival_ellipses": ("DIVal (published, 128x128)", DIVAL_PUBLISHED)}
+#: The ordering Adler & Öktem's comparison leads one to expect on ellipses.
+EXPECTED_ORDER = {"ellipses": ["fbp", "tv", "postproc", "lgd", "lpd"]}
+
+
+def ordering_line(pipeline: str, methods: dict) -> str | None:
+    order = EXPECTED_ORDER.get(pipeline)
+    if not order or not all(m in methods for m in order):
+        return None
+    psnr = [methods[m]["psnr"]["mean"] for m in order]
+    holds = all(a < b for a, b in zip(psnr[:3], psnr[1:4])) and psnr[3] <= psnr[4]
+    verdict = "holds" if holds else "does **not** hold"
+    return f"Expected test PSNR ordering FBP < TV < postproc < lgd <= lpd: {verdict}."
+
+
+def section(summary: dict) -> str:
+    pipeline, methods = summary["pipeline"], summary["methods"]
+    title, published = PUBLISHED.get(pipeline, (None, {}))
+    header = "| method | PSNR (dB) | SSIM | s / image | Shepp-Logan PSNR |"
+    rule = "| --- | --- | --- | --- | --- |"
+    if published:
+        header += f" {title} PSNR / SSIM |"
+        rule += " --- |"
+    lines = [
+        f"## {pipeline} — scale `{summary['scale']}`, {summary['test_items']} test items",
+        "",
+        f"From `metrics/{pipeline}.json`. {summary['note']}; ± is one standard error over test items.",
+        "",
+        header,
+        rule,
+    ]
+    for name, r in methods.items():
+        row = (
+            f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
+            f"| {r['seconds_per_image']:.1e} | {r['shepp_logan']['psnr']:.2f} |"
+        )
+        if published:
+            p = published.get(name)
+            row += f" {p[0]:.2f} / {p[1]:.3f} |" if p else " — |"
+        lines.append(row)
+    order = ordering_line(pipeline, methods)
+    if order:
+        lines += ["", order]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write docs/results.md from the metrics files.")
+    parser.add_argument("--metrics", default="metrics")
+    parser.add_argument("--out", default="docs/results.md")
+    args = parser.parse_args()
+    summaries = [json.loads(p.read_text()) for p in sorted(Path(args.metrics).glob("*.json"))]
+    parts = [
+        "# Results",
+        "",
+        "Written by `python -m tasks.report` (the `report` stage of `dvc repro`) from the committed",
+        "metrics files; every figure below comes from the run that wrote them, at the scale named.",
+        "Published figures are quoted for comparison, at their own (paper) scale.",
+        "",
+    ]
+    parts += [section(s) + "\n" for s in summaries] or ["No metrics yet: run `dvc repro`.\n"]
+    write_text_atomic(args.out, "\n".join(parts))
+
+
+if __name__ == "__main__":
+    run_stage(main)
