@@ -8,7 +8,8 @@ from typing import Callable
 
 import torch
 
-from recongap.config import ConfigError
+from recongap.config import ConfigError, Params, load_catalogue, load_params
+from recongap.config.schema import Pipelines
 from recongap.datasets import DataError
 
 
@@ -29,3 +30,11 @@ def run_stage(main: Callable[[], None]) -> None:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def load_configs(params_path: str, pipelines_path: str, pipeline: str) -> tuple[Params, Pipelines]:
+    """Both validated config files, and a check that `pipeline` is defined."""
+    params, catalogue = load_params(params_path), load_catalogue(pipelines_path)
+    if pipeline not in catalogue.pipelines:
+        raise ConfigError(f"{pipelines_path}: no pipeline {pipeline!r} (defined: {sorted(catalogue.pipelines)})")
+    return params, catalogue

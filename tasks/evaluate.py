@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from recongap.datasets import DataError, read_split
+from recongap.evaluation import reconstruct_timed, score
+from recongap.files import atomic_path, write_text_atomic
+from recongap.metrics import mse, psnr
+from recongap.posterior import GaussianPosterior
+from recongap.operators import Geometry, RayTransform
+from recongap.priors import shepp_logan
+from recongap.reconstructors import get_method
+from recongap.reconstructors.lightning import load_checkpoint
 
-from recongap.config import ConfigError, load_catalogue, load_params  # noqa: E402
-from recongap.datasets import read_split  # noqa: E402
-from recongap.evaluation import reconstruct_timed, score  # noqa: E402
-from recongap.files import atomic_path, write_text_atomic  # noqa: E402
-from recongap.metrics import psnr  # noqa: E402
-from recongap.operators import Geometry, RayTransform  # noqa: E402
-from recongap.priors import shepp_logan  # noqa: E402
-from recongap.reconstructors import get_method  # noqa: E402
-from recongap.reconstructors.lightning import load_checkpoint  # noqa: E402
-
-from .common import run_stage  # noqa: E402
+from .common import load_configs, run_stage
 
 PSNR_NOTE = "PSNR data range: max - min of each ground-truth image"
 
@@ -45,10 +43,8 @@ def main() -> None:
     parser.add_argument("--reports", default="reports")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    catalogue = load_catalogue(args.pipelines)
-    if args.pipeline not in catalogue.pipelines:
-        raise ConfigError(f"{args.pipelines}: no pipeline {args.pipeline!r} (defined: {sorted(catalogue.pipelines)})")
+    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
+    pipe = catalogue.pipelines[args.pipeline]
     settings = params.evaluate
     data = Path(args.data) / args.pipeline
     test, val = read_split(data / "test.h5"), read_split(data / "val.h5")
@@ -61,18 +57,15 @@ def main() -> None:
     noise = torch.randn(1, 1, *geometry.data_shape, generator=torch.Generator().manual_seed(0))
     y_phantom = operator(phantom) + test.attrs["noise_std"] * noise
 
-    methods = [*catalogue.classical_methods, *catalogue.learned_methods]
     results, images = {}, {}
-    for name in methods:
-        method = get_method(name)
-        options = getattr(params.methods, name).model_dump()
-        if method.learned:
-            reconstruct = load_checkpoint(Path(args.models) / args.pipeline / name / "best.ckpt", name, geometry)
-            chosen = {}
-        else:
-            reconstruct = method.build(operator, **options)
-            n = settings.fit_items
-            chosen = reconstruct.fit(torch.from_numpy(val.measurements[:n]), torch.from_numpy(val.images[:n]))
+    reference = None
+    candidates = list(method_instances(args, params, catalogue, geometry, operator, val))
+    if pipe.prior.name == "gaussian_field":
+        # the exact posterior mean: the best possible estimator, in closed form
+        posterior = GaussianPosterior(pipe.prior.build(geometry.size), operator, test.attrs["noise_std"])
+        reference = {"kind": "closed_form", "bayes_mse": posterior.bayes_mse()}
+        candidates.append(("lmmse", posterior, {}))
+    for name, reconstruct, chosen in candidates:
         estimate, seconds = reconstruct_timed(reconstruct, y, settings.batch_size)
         with torch.no_grad():
             phantom_estimate = reconstruct(y_phantom)
@@ -82,30 +75,71 @@ def main() -> None:
             "chosen": chosen,
             "shepp_logan": {k: v["mean"] for k, v in score(phantom_estimate, phantom).items()},
         }
+        if reference:
+            results[name].update(gap_entries(mse(estimate, x), reference["bayes_mse"]))
         images[name] = estimate[: settings.report_items]
         print(f"{args.pipeline}/{name}: PSNR {results[name]['psnr']['mean']:.2f} dB, SSIM {results[name]['ssim']['mean']:.3f}")
 
     summary = {"pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE, "methods": results}
+    if reference:
+        summary["reference"] = reference
     write_text_atomic(Path(args.metrics) / f"{args.pipeline}.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     reports = Path(args.reports) / args.pipeline
     write_text_atomic(reports / "metrics.md", markdown_table(summary))
     save_grid(reports / "grid.png", x[: settings.report_items], images)
 
 
+def method_instances(args, params, catalogue, geometry, operator, val):
+    """(name, reconstruct, parameters chosen on val) for every registered method."""
+    for name in [*catalogue.classical_methods, *catalogue.learned_methods]:
+        method = get_method(name)
+        if method.learned:
+            checkpoint = Path(args.models) / args.pipeline / name / "best.ckpt"
+            if not checkpoint.exists():
+                raise DataError(f"{checkpoint}: no trained model (run `dvc repro train@{args.pipeline}-{name}`)")
+            yield name, load_checkpoint(checkpoint, name, geometry), {}
+        else:
+            reconstruct = method.build(operator, **getattr(params.methods, name).model_dump())
+            n = params.evaluate.fit_items
+            chosen = reconstruct.fit(torch.from_numpy(val.measurements[:n]), torch.from_numpy(val.images[:n]))
+            yield name, reconstruct, chosen
+
+
+def gap_entries(errors: torch.Tensor, bayes_mse: float) -> dict:
+    """normalized error = MSE / Bayes MSE and gap = MSE - Bayes MSE, with standard errors
+    over test items (the closed-form Bayes MSE carries no error of its own)."""
+    n = errors.numel()
+    mean, se = float(errors.mean()), float(errors.std()) / math.sqrt(n)
+    return {
+        "normalized_error": {"mean": mean / bayes_mse, "stderr": se / bayes_mse},
+        "gap": {"mean": mean - bayes_mse, "stderr": se},
+    }
+
+
 def markdown_table(summary: dict) -> str:
+    reference = summary.get("reference")
     lines = [
         f"# {summary['pipeline']} — test split ({summary['test_items']} items, scale `{summary['scale']}`)",
         "",
         f"{summary['note']}; ± is one standard error over test items.",
+    ]
+    if reference:
+        lines.append(
+            f"Normalized error = MSE / E||E[x|y] - x||^2 with the Bayes MSE {reference['bayes_mse']:.3e} per pixel "
+            f"from the {reference['kind'].replace('_', ' ')} posterior."
+        )
+    gap_head, gap_rule = (" normalized error |", " --- |") if reference else ("", "")
+    lines += [
         "",
-        "| method | PSNR (dB) | SSIM | MSE | s / image | Shepp-Logan PSNR | chosen on val |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| method | PSNR (dB) | SSIM | MSE |{gap_head} s / image | Shepp-Logan PSNR | chosen on val |",
+        f"| --- | --- | --- | --- |{gap_rule} --- | --- | --- |",
     ]
     for name, r in summary["methods"].items():
         chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["chosen"].items())
+        gap = f" {r['normalized_error']['mean']:.3f} ± {r['normalized_error']['stderr']:.3f} |" if reference else ""
         lines.append(
             f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
-            f"| {r['mse']['mean']:.2e} | {r['seconds_per_image']:.2e} | {r['shepp_logan']['psnr']:.2f} | {chosen} |"
+            f"| {r['mse']['mean']:.2e} |{gap} {r['seconds_per_image']:.2e} | {r['shepp_logan']['psnr']:.2f} | {chosen} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -114,7 +148,8 @@ def save_grid(path: Path, truth: torch.Tensor, images: dict[str, torch.Tensor]) 
     """Rows: test items; columns: truth then each method, titled with its PSNR."""
     columns = [("truth", truth), *images.items()]
     rows = truth.shape[0]
-    fig, axes = plt.subplots(rows, len(columns), figsize=(2 * len(columns), 2 * rows), squeeze=False)
+    fig = Figure(figsize=(2 * len(columns), 2 * rows))
+    axes = fig.subplots(rows, len(columns), squeeze=False)
     low, high = float(truth.min()), float(truth.max())
     for r in range(rows):
         for c, (name, batch) in enumerate(columns):
@@ -126,7 +161,6 @@ def save_grid(path: Path, truth: torch.Tensor, images: dict[str, torch.Tensor]) 
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

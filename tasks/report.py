@@ -45,8 +45,12 @@ def ordering_line(pipeline: str, methods: dict) -> str | None:
 def section(summary: dict) -> str:
     pipeline, methods = summary["pipeline"], summary["methods"]
     title, published = PUBLISHED.get(pipeline, (None, {}))
+    reference = summary.get("reference")
     header = "| method | PSNR (dB) | SSIM | s / image | Shepp-Logan PSNR |"
     rule = "| --- | --- | --- | --- | --- |"
+    if reference:
+        header += " normalized error |"
+        rule += " --- |"
     if published:
         header += f" {title} PSNR / SSIM |"
         rule += " --- |"
@@ -63,10 +67,14 @@ def section(summary: dict) -> str:
             f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
             f"| {r['seconds_per_image']:.1e} | {r['shepp_logan']['psnr']:.2f} |"
         )
+        if reference:
+            row += f" {r['normalized_error']['mean']:.3f} ± {r['normalized_error']['stderr']:.3f} |"
         if published:
             p = published.get(name)
             row += f" {p[0]:.2f} / {p[1]:.3f} |" if p else " — |"
         lines.append(row)
+    if reference:
+        lines += ["", f"Normalized error = MSE / Bayes MSE, the Bayes MSE ({reference['bayes_mse']:.3e} per pixel) from the {reference['kind'].replace('_', ' ')} posterior."]
     order = ordering_line(pipeline, methods)
     if order:
         lines += ["", order]

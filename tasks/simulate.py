@@ -12,7 +12,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recongap.config import load_params, load_pipeline
 from recongap.datasets import (
     calibrate_noise_std,
     derived_seed,
@@ -23,7 +22,7 @@ from recongap.datasets import (
 )
 from recongap.operators import RayTransform
 
-from .common import pick_device, run_stage
+from .common import load_configs, pick_device, run_stage
 
 
 def main() -> None:
@@ -34,8 +33,8 @@ def main() -> None:
     parser.add_argument("--out", default="data")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    pipe = load_pipeline(args.pipeline, args.pipelines)
+    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
+    pipe = catalogue.pipelines[args.pipeline]
     settings = params.simulate
     scale = params.current
     device = pick_device(settings.device)

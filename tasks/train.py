@@ -17,11 +17,11 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from recongap.config import ConfigError, load_catalogue, load_params
+from recongap.config import ConfigError
 from recongap.datasets import read_attrs
 from recongap.reconstructors.lightning import PairedDataModule, ReconstructionModule
 
-from .common import run_stage
+from .common import load_configs, run_stage
 
 
 def main() -> None:
@@ -34,10 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default="models")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    catalogue = load_catalogue(args.pipelines)
-    if args.pipeline not in catalogue.pipelines:
-        raise ConfigError(f"{args.pipelines}: no pipeline {args.pipeline!r} (defined: {sorted(catalogue.pipelines)})")
+    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
     if args.method not in catalogue.learned_methods:
         raise ConfigError(f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods}")
     data = Path(args.data) / args.pipeline

@@ -72,6 +72,12 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     # FBP and TV are tuned on val even at this scale: TV beats FBP on ellipses
     ellipses = json.loads((repo / "metrics" / "ellipses.json").read_text())["methods"]
     assert ellipses["tv"]["psnr"]["mean"] > ellipses["fbp"]["psnr"]["mean"]
+    # on the Gaussian field the exact posterior mean is in closed form: its
+    # normalized error must be 1 up to sampling error over the test items
+    gauss = json.loads((repo / "metrics" / "gaussian_field.json").read_text())
+    lmmse = gauss["methods"]["lmmse"]["normalized_error"]
+    assert gauss["reference"]["kind"] == "closed_form" and abs(lmmse["mean"] - 1) < 4 * lmmse["stderr"]
+    assert all("normalized_error" in r for r in gauss["methods"].values())
     shown = _dvc(repo, "metrics", "show")
     assert shown.returncode == 0 and "methods.lpd.psnr.mean" in shown.stdout
     results = (repo / "docs" / "results.md").read_text()

@@ -62,6 +62,12 @@ class GaussianFieldPrior:
         """Cov[x] v = std^2 C v, the prior covariance as an operator on images."""
         return self.std**2 * self._in_basis(v, self._eig[1])
 
+    def covariance_diagonal(self) -> torch.Tensor:
+        """diag(C) as a (size, size) grid (unit variance; scale by std^2)."""
+        vec, eig = self._eig
+        sq = vec * vec
+        return sq @ eig @ sq.T
+
     def log_prob(self, params: torch.Tensor) -> torch.Tensor:
         """Standard normal log-density of the coefficients, summed per item."""
         if params.shape[-2:] != self.param_shape:

@@ -1,0 +1,73 @@
+"""The train stage entry point: resume with the same config, restart on a new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def _write_params(tmp: Path, lr: float) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scale"] = "smoke"
+    params["scales"]["smoke"] = {"size": 16, "splits": {"train": 8, "val": 4, "test": 2}, "epochs": 1}
+    params["simulate"]["noise_calibration_samples"] = 8
+    params["methods"]["lgd"] = {"iterations": 2, "memory": 1, "width": 4}
+    params["train"].update(batch_size=4, lr=lr)
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", *args, "--params", str(tmp / "params.yaml"), "--pipelines", str(ROOT / "pipelines.yaml")]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    _write_params(tmp, lr=1e-3)
+    assert _run(tmp, "tasks.simulate", "ellipses", "--out", str(tmp / "data")).returncode == 0
+    result = _run(tmp, "tasks.train", "ellipses", "lgd", "--data", str(tmp / "data"), "--out", str(tmp / "models"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return tmp
+
+
+def test_outputs_and_resolved_config(trained):
+    out = trained / "models" / "ellipses" / "lgd"
+    assert (out / "best.ckpt").exists() and (out / "last.ckpt").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "lgd" and config["network"]["width"] == 4 and config["geometry"]["size"] == 16
+    log = (out / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "val_psnr" in log
+
+
+def test_same_config_resumes_from_last_checkpoint(trained):
+    out = trained / "models" / "ellipses" / "lgd"
+    before = (out / "last.ckpt").read_bytes()
+    result = _run(trained, "tasks.train", "ellipses", "lgd", "--data", str(trained / "data"), "--out", str(trained / "models"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Restoring states from the checkpoint" in result.stderr + result.stdout
+    assert (out / "last.ckpt").read_bytes() == before  # max_epochs already reached: nothing retrained
+
+
+def test_changed_config_starts_afresh(trained):
+    out = trained / "models" / "ellipses" / "lgd"
+    _write_params(trained, lr=5e-4)
+    result = _run(trained, "tasks.train", "ellipses", "lgd", "--data", str(trained / "data"), "--out", str(trained / "models"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Restoring states" not in result.stderr + result.stdout
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 5e-4
+
+
+def test_unknown_method_is_refused(trained):
+    result = _run(trained, "tasks.train", "ellipses", "unet", "--data", str(trained / "data"), "--out", str(trained / "models"))
+    assert result.returncode == 2 and "'unet' is not among learned_methods" in result.stderr
