@@ -29,6 +29,17 @@ def _mean_and_error(values: torch.Tensor) -> dict[str, float]:
     return {"mean": float(values.mean()), "stderr": se}
 
 
+def normalized_error(errors: torch.Tensor, bayes_mse: float) -> dict[str, dict[str, float]]:
+    """Per-item MSEs against the Bayes MSE E||E[x|y] - x||^2: the normalized
+    error MSE / Bayes MSE and the gap MSE - Bayes MSE, each with the standard
+    error over items (a reference that is itself estimated adds its own)."""
+    m = _mean_and_error(errors)
+    return {
+        "normalized_error": {"mean": m["mean"] / bayes_mse, "stderr": m["stderr"] / bayes_mse},
+        "gap": {"mean": m["mean"] - bayes_mse, "stderr": m["stderr"]},
+    }
+
+
 def score(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, dict[str, float]]:
     """Mean and standard error over items of PSNR, SSIM and MSE."""
     return {

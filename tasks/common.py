@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Callable
 
 import torch
 
-from recongap.config import ConfigError, Params, load_catalogue, load_params
-from recongap.config.schema import Pipelines
+from recongap.config import ConfigError, Params, Pipelines, load_catalogue, load_params
 from recongap.datasets import DataError
 
 
@@ -32,9 +32,16 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(2)
 
 
-def load_configs(params_path: str, pipelines_path: str, pipeline: str) -> tuple[Params, Pipelines]:
-    """Both validated config files, and a check that `pipeline` is defined."""
-    params, catalogue = load_params(params_path), load_catalogue(pipelines_path)
-    if pipeline not in catalogue.pipelines:
-        raise ConfigError(f"{pipelines_path}: no pipeline {pipeline!r} (defined: {sorted(catalogue.pipelines)})")
-    return params, catalogue
+def stage_parser(description: str, *positionals: str) -> argparse.ArgumentParser:
+    """A stage's command line: its positionals, and where the config files are."""
+    parser = argparse.ArgumentParser(description=description)
+    for name in positionals:
+        parser.add_argument(name)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--pipelines", default="pipelines.yaml")
+    return parser
+
+
+def load_configs(args: argparse.Namespace) -> tuple[Params, Pipelines]:
+    """Both validated config files, checking that `args.pipeline` is defined."""
+    return load_params(args.params), load_catalogue(args.pipelines, args.pipeline)

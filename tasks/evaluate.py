@@ -9,16 +9,14 @@ learned methods are loaded from models/PIPELINE/METHOD/best.ckpt.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
 from recongap.datasets import DataError, read_split
-from recongap.evaluation import reconstruct_timed, score
+from recongap.evaluation import normalized_error, reconstruct_timed, score
 from recongap.files import atomic_path, write_text_atomic
 from recongap.metrics import mse, psnr
 from recongap.posterior import GaussianPosterior
@@ -27,23 +25,20 @@ from recongap.priors import shepp_logan
 from recongap.reconstructors import get_method
 from recongap.reconstructors.lightning import load_checkpoint
 
-from .common import load_configs, run_stage
+from .common import load_configs, run_stage, stage_parser
 
 PSNR_NOTE = "PSNR data range: max - min of each ground-truth image"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Evaluate every method of one pipeline.")
-    parser.add_argument("pipeline")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--pipelines", default="pipelines.yaml")
+    parser = stage_parser("Evaluate every method of one pipeline.", "pipeline")
     parser.add_argument("--data", default="data")
     parser.add_argument("--models", default="models")
     parser.add_argument("--metrics", default="metrics")
     parser.add_argument("--reports", default="reports")
     args = parser.parse_args()
 
-    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
+    params, catalogue = load_configs(args)
     pipe = catalogue.pipelines[args.pipeline]
     settings = params.evaluate
     data = Path(args.data) / args.pipeline
@@ -76,7 +71,7 @@ def main() -> None:
             "shepp_logan": {k: v["mean"] for k, v in score(phantom_estimate, phantom).items()},
         }
         if reference:
-            results[name].update(gap_entries(mse(estimate, x), reference["bayes_mse"]))
+            results[name].update(normalized_error(mse(estimate, x), reference["bayes_mse"]))
         images[name] = estimate[: settings.report_items]
         print(f"{args.pipeline}/{name}: PSNR {results[name]['psnr']['mean']:.2f} dB, SSIM {results[name]['ssim']['mean']:.3f}")
 
@@ -103,17 +98,6 @@ def method_instances(args, params, catalogue, geometry, operator, val):
             n = params.evaluate.fit_items
             chosen = reconstruct.fit(torch.from_numpy(val.measurements[:n]), torch.from_numpy(val.images[:n]))
             yield name, reconstruct, chosen
-
-
-def gap_entries(errors: torch.Tensor, bayes_mse: float) -> dict:
-    """normalized error = MSE / Bayes MSE and gap = MSE - Bayes MSE, with standard errors
-    over test items (the closed-form Bayes MSE carries no error of its own)."""
-    n = errors.numel()
-    mean, se = float(errors.mean()), float(errors.std()) / math.sqrt(n)
-    return {
-        "normalized_error": {"mean": mean / bayes_mse, "stderr": se / bayes_mse},
-        "gap": {"mean": mean - bayes_mse, "stderr": se},
-    }
 
 
 def markdown_table(summary: dict) -> str:

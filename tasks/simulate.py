@@ -7,7 +7,6 @@ Writes data/PIPELINE/{train,val,test}.h5 at the scale chosen in params.yaml.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,18 +21,15 @@ from recongap.datasets import (
 )
 from recongap.operators import RayTransform
 
-from .common import load_configs, pick_device, run_stage
+from .common import load_configs, pick_device, run_stage, stage_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Simulate the paired data of one pipeline.")
-    parser.add_argument("pipeline")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--pipelines", default="pipelines.yaml")
+    parser = stage_parser("Simulate the paired data of one pipeline.", "pipeline")
     parser.add_argument("--out", default="data")
     args = parser.parse_args()
 
-    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
+    params, catalogue = load_configs(args)
     pipe = catalogue.pipelines[args.pipeline]
     settings = params.simulate
     scale = params.current

@@ -9,7 +9,6 @@ config; a changed config starts afresh.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -21,20 +20,16 @@ from recongap.config import ConfigError
 from recongap.datasets import read_attrs
 from recongap.reconstructors.lightning import PairedDataModule, ReconstructionModule
 
-from .common import load_configs, run_stage
+from .common import load_configs, run_stage, stage_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Train one learned method on one pipeline.")
-    parser.add_argument("pipeline")
-    parser.add_argument("method")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--pipelines", default="pipelines.yaml")
+    parser = stage_parser("Train one learned method on one pipeline.", "pipeline", "method")
     parser.add_argument("--data", default="data")
     parser.add_argument("--out", default="models")
     args = parser.parse_args()
 
-    params, catalogue = load_configs(args.params, args.pipelines, args.pipeline)
+    params, catalogue = load_configs(args)
     if args.method not in catalogue.learned_methods:
         raise ConfigError(f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods}")
     data = Path(args.data) / args.pipeline

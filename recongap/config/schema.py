@@ -238,18 +238,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return _validate(Params, Path(path))  # type: ignore[return-value]
 
 
-def load_catalogue(path: str | Path = "pipelines.yaml") -> Pipelines:
-    """Validated pipelines.yaml: the methods and the pipelines."""
-    return _validate(Pipelines, Path(path))  # type: ignore[return-value]
+def load_catalogue(path: str | Path = "pipelines.yaml", pipeline: str | None = None) -> Pipelines:
+    """Validated pipelines.yaml: the methods and the pipelines; when `pipeline`
+    is given, also a check that it is defined."""
+    catalogue: Pipelines = _validate(Pipelines, Path(path))  # type: ignore[assignment]
+    if pipeline is not None and pipeline not in catalogue.pipelines:
+        raise ConfigError(f"{path}: no pipeline {pipeline!r} (defined: {sorted(catalogue.pipelines)})")
+    return catalogue
 
 
 def load_pipelines(path: str | Path = "pipelines.yaml") -> dict[str, PipelineConfig]:
     """Validated pipelines.yaml, by pipeline name."""
     return load_catalogue(path).pipelines
 
-
-def load_pipeline(name: str, path: str | Path = "pipelines.yaml") -> PipelineConfig:
-    pipelines = load_pipelines(path)
-    if name not in pipelines:
-        raise ConfigError(f"{path}: no pipeline {name!r} (defined: {sorted(pipelines)})")
-    return pipelines[name]

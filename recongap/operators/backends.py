@@ -103,23 +103,24 @@ class AstraBackend:
                 cfg["ReconstructionDataId"], cfg["ProjectionDataId"] = self._vid, self._sid
             self._algs[kind] = astra.algorithm.create(cfg)
 
-    def _run(self, kind: str, batch: torch.Tensor, src: int, dst: int, out_shape: tuple[int, int]) -> torch.Tensor:
+    def _run(self, kind: str, batch: torch.Tensor, src: int, dst: int, shapes: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
         import astra
 
-        host = batch.detach().to("cpu", torch.float32).numpy()
-        in_shape = astra.data2d.get_geometry(src)
+        (in_shape, out_shape), host = shapes, batch.detach().to("cpu", torch.float32).numpy()
         out = np.empty((host.shape[0], out_shape[0] * out_shape[1]), dtype=np.float32)
         for b in range(host.shape[0]):
-            astra.data2d.store(src, host[b].reshape(_astra_shape(in_shape)))
+            astra.data2d.store(src, host[b].reshape(in_shape))
             astra.algorithm.run(self._algs[kind])
-            out[b] = astra.data2d.get_shared(dst).ravel()
+            out[b] = astra.data2d.get_shared(dst).ravel()  # a view ASTRA reuses: copied here
         return torch.from_numpy(out).to(device=batch.device, dtype=batch.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run("FP", x, self._vid, self._sid, self.geometry.data_shape)
+        g = self.geometry
+        return self._run("FP", x, self._vid, self._sid, (g.image_shape, g.data_shape))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._run("BP", y, self._sid, self._vid, self.geometry.image_shape)
+        g = self.geometry
+        return self._run("BP", y, self._sid, self._vid, (g.data_shape, g.image_shape))
 
     def __del__(self) -> None:
         try:
@@ -131,12 +132,6 @@ class AstraBackend:
             astra.projector.delete(self._pid)
         except Exception:  # interpreter shutdown: ASTRA may already be gone
             pass
-
-
-def _astra_shape(geom: dict) -> tuple[int, int]:
-    if "GridRowCount" in geom:
-        return (geom["GridRowCount"], geom["GridColCount"])
-    return (len(geom["ProjectionAngles"]), geom["DetectorCount"])
 
 
 BACKENDS = {"torch": TorchBackend, "astra": AstraBackend}

@@ -22,6 +22,10 @@ from .linear import SparseMatrix
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
 
+#: Part of the on-disk cache key of the back-projection matrix: bump it when
+#: `backprojection_matrix` changes, or stale cached matrices would be reused.
+BACKPROJECTION_VERSION = 1
+
 
 def filter_window(name: str, freq: np.ndarray) -> np.ndarray:
     """Window over normalised frequency `freq` in [0, 1] (1 = cut-off)."""
@@ -115,7 +119,7 @@ class FilteredBackProjection:
         self.spacing = _iso_spacing(geometry)
         self.pre_weight = torch.from_numpy(detector_weights(geometry))
         self.backprojection = SparseMatrix(
-            cached_matrix(f"fbp-{geometry.key()}", lambda: backprojection_matrix(geometry))
+            cached_matrix(f"fbp-v{BACKPROJECTION_VERSION}-{geometry.key()}", lambda: backprojection_matrix(geometry))
         )
         self._responses: dict[tuple[str, float], np.ndarray] = {}
 

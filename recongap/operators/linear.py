@@ -45,7 +45,6 @@ class SparseMatrix:
 
     def __init__(self, matrix: sp.spmatrix) -> None:
         self.matrix = matrix.tocsr()
-        self.shape = self.matrix.shape
         self._torch: dict[tuple[str, torch.dtype, bool], torch.Tensor] = {}
 
     def _csr(self, device: torch.device, dtype: torch.dtype, transpose: bool) -> torch.Tensor:
@@ -73,7 +72,3 @@ class SparseMatrix:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable M @ x_b for a (B, n) batch."""
         return apply_linear(x, self.matmul, lambda y: self.matmul(y, transpose=True))
-
-    def transpose_apply(self, y: torch.Tensor) -> torch.Tensor:
-        """Differentiable M^T @ y_b for a (B, m) batch."""
-        return apply_linear(y, lambda v: self.matmul(v, transpose=True), self.matmul)

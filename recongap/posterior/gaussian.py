@@ -52,10 +52,6 @@ class GaussianPosterior:
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         return self.mean(y)
 
-    @property
-    def pixel_std(self) -> torch.Tensor:
-        return self.pixel_variance.sqrt()
-
     def bayes_mse(self) -> float:
         """E||E[x|y] - x||^2 per pixel: the mean posterior variance."""
         return float(self.pixel_variance.mean())

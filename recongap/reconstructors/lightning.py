@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
@@ -85,6 +84,3 @@ class PairedDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.batch_size)
 
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return max(1, math.floor(n / batch_size)) if n > batch_size else 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recongap.config import ConfigError, load_params, load_pipeline, load_pipelines
+from recongap.config import ConfigError, load_catalogue, load_params, load_pipelines
 from tests.conftest import ROOT
 
 
@@ -27,39 +27,29 @@ def _write(tmp_path: Path, name: str, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "edit, key, rule",
-    [
-        (lambda d: d["scales"]["smoke"].update(sizee=3), "scales.smoke.sizee", "Extra inputs are not permitted"),
-        (lambda d: d["simulate"].update(batch_size="big"), "simulate.batch_size", "valid integer"),
-        (lambda d: d["scales"]["laptop"]["splits"].update(test=0), "scales.laptop.splits.test", "greater than or equal to 1"),
-        (lambda d: d.update(scale="huge"), "scale", "'smoke', 'laptop' or 'paper'"),
-        (lambda d: d.update(scales={"smoke": d["scales"]["smoke"]}), "(top level)", "scale 'laptop' has no entry"),
-    ],
-)
-def test_bad_params_name_file_key_and_rule(tmp_path, edit, key, rule):
-    path = _write(tmp_path, "params.yaml", edit)
-    with pytest.raises(ConfigError) as info:
-        load_params(path)
-    message = str(info.value)
-    assert str(path) in message and key in message and rule in message
+LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
 
 
 @pytest.mark.parametrize(
-    "edit, key, rule",
+    "name, edit, key, rule",
     [
-        (lambda d: d["pipelines"]["ellipses"]["noise"].update(relative_std=2), "pipelines.ellipses.noise.relative_std", "less than or equal to 1"),
-        (lambda d: d["pipelines"]["ellipses"]["prior"].update(name="stars"), "pipelines.ellipses.prior", "'ellipses', 'gaussian_field'"),
-        (lambda d: d["pipelines"]["ellipses"]["prior"].update(mean_count=-1), "pipelines.ellipses.prior.ellipses.mean_count", "greater than 0"),
-        (lambda d: d["pipelines"]["ellipses"]["forward"].update(geometry="cone"), "pipelines.ellipses.forward.geometry", "'parallel' or 'fan'"),
-        (lambda d: d["pipelines"]["gaussian_field"].update(measurement_grid_factor=2), "pipelines.gaussian_field", "continuum"),
-        (lambda d: d["pipelines"]["ellipses"].pop("seed"), "pipelines.ellipses.seed", "Field required"),
+        ("params.yaml", lambda d: d["scales"]["smoke"].update(sizee=3), "scales.smoke.sizee", "Extra inputs are not permitted"),
+        ("params.yaml", lambda d: d["simulate"].update(batch_size="big"), "simulate.batch_size", "valid integer"),
+        ("params.yaml", lambda d: d["scales"]["laptop"]["splits"].update(test=0), "scales.laptop.splits.test", "greater than or equal to 1"),
+        ("params.yaml", lambda d: d.update(scale="huge"), "scale", "'smoke', 'laptop' or 'paper'"),
+        ("params.yaml", lambda d: d.update(scales={"smoke": d["scales"]["smoke"]}), "(top level)", "scale 'laptop' has no entry"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["noise"].update(relative_std=2), "pipelines.ellipses.noise.relative_std", "less than or equal to 1"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["prior"].update(name="stars"), "pipelines.ellipses.prior", "'ellipses', 'gaussian_field'"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["prior"].update(mean_count=-1), "pipelines.ellipses.prior.ellipses.mean_count", "greater than 0"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["forward"].update(geometry="cone"), "pipelines.ellipses.forward.geometry", "'parallel' or 'fan'"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["gaussian_field"].update(measurement_grid_factor=2), "pipelines.gaussian_field", "continuum"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"].pop("seed"), "pipelines.ellipses.seed", "Field required"),
     ],
 )
-def test_bad_pipelines_name_file_key_and_rule(tmp_path, edit, key, rule):
-    path = _write(tmp_path, "pipelines.yaml", edit)
+def test_bad_config_names_file_key_and_rule(tmp_path, name, edit, key, rule):
+    path = _write(tmp_path, name, edit)
     with pytest.raises(ConfigError) as info:
-        load_pipelines(path)
+        LOADERS[name](path)
     message = str(info.value)
     assert str(path) in message and key in message and rule in message
 
@@ -72,4 +62,4 @@ def test_missing_unparsable_and_unknown(tmp_path):
     with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
         load_params(bad)
     with pytest.raises(ConfigError, match="no pipeline 'ellipsis'"):
-        load_pipeline("ellipsis", ROOT / "pipelines.yaml")
+        load_catalogue(ROOT / "pipelines.yaml", "ellipsis")
