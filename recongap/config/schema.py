@@ -99,6 +99,37 @@ class EvaluateParams(Strict):
 ScaleName = Literal["smoke", "laptop", "paper"]
 
 
+class ReferenceBudget(Strict):
+    """How much sampling a scale affords: items, warmup and draws."""
+
+    items: int = Field(ge=1, description="test items sampled (the first ones of the test split)")
+    warmup: int = Field(ge=0)
+    draws: int = Field(ge=1, description="draws per chain after warmup")
+
+
+class ReferenceParams(Strict):
+    """The MCMC reference posterior E[x|y] of each test item, and when to trust it."""
+
+    chains: int = Field(default=4, ge=2, description="chains per item; split R-hat needs at least 2")
+    thin: int = Field(default=10, ge=1, description="keep every thin-th draw in the stored samples")
+    step_size: float = Field(default=0.01, gt=0, description="initial step size, adapted during warmup")
+    target_accept: float = Field(default=0.65, gt=0, lt=1)
+    seed: int = Field(default=0, ge=0)
+    rhat_max: float = Field(default=1.01, gt=1, description="items with a larger split R-hat are flagged")
+    ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
+    bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
+    budgets: dict[ScaleName, ReferenceBudget] = {
+        "smoke": ReferenceBudget(items=8, warmup=100, draws=200),
+        "laptop": ReferenceBudget(items=32, warmup=500, draws=1000),
+        "paper": ReferenceBudget(items=128, warmup=1000, draws=2000),
+    }
+
+    def budget(self, scale: str) -> ReferenceBudget:
+        if scale not in self.budgets:
+            raise ValueError(f"reference.budgets has no entry for scale {scale!r} (defined: {sorted(self.budgets)})")
+        return self.budgets[scale]
+
+
 class Params(Strict):
     scale: ScaleName
     scales: dict[ScaleName, Scale]
@@ -106,6 +137,7 @@ class Params(Strict):
     methods: MethodParams = MethodParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    reference: ReferenceParams = ReferenceParams()
 
     @model_validator(mode="after")
     def _scale_defined(self) -> "Params":
