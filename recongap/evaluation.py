@@ -6,7 +6,9 @@ import math
 import time
 from typing import Callable
 
+import numpy as np
 import torch
+from scipy import stats
 
 from .metrics import mse, psnr, ssim
 
@@ -46,4 +48,66 @@ def score(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, dict[str, fl
         "psnr": _mean_and_error(psnr(estimate, truth)),
         "ssim": _mean_and_error(ssim(estimate, truth)),
         "mse": _mean_and_error(mse(estimate, truth)),
+    }
+
+
+# --- the generalization gap against an MCMC reference -------------------------------
+def reference_errors(
+    posterior_mean: torch.Tensor, posterior_std: torch.Tensor, truth: torch.Tensor, ess: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item estimates of ||E[x|y] - x||^2 per pixel from MCMC means, and their
+    Monte-Carlo variances.
+
+    An MCMC mean m^ = m + e carries pixel errors e of variance std^2 / ESS, which
+    add mean(std^2) / ESS to ||m^ - x||^2 (removed here) and a cross term of
+    variance (2/N)^2 sum (m^ - x)^2 std^2 / ESS. The ESS is the item's least bulk
+    ESS over its summaries, a conservative stand-in for each pixel's.
+    """
+    n = truth[0].numel()
+    ess = ess.to(torch.float64).reshape(-1, *[1] * (truth.dim() - 1))
+    residual = (posterior_mean.to(torch.float64) - truth.to(torch.float64)) ** 2
+    variance = posterior_std.to(torch.float64) ** 2 / ess
+    errors = residual.flatten(1).mean(1) - variance.flatten(1).mean(1)
+    mcmc_var = (4 / n**2) * (residual * variance).flatten(1).sum(1)
+    return errors, mcmc_var
+
+
+def _bootstrap_se(statistic: Callable, samples: tuple[np.ndarray, ...], resamples: int, seed: int) -> float:
+    """Bootstrap standard error over items (paired when several samples)."""
+    if samples[0].shape[0] < 2:
+        return float("nan")
+    result = stats.bootstrap(
+        samples, statistic, paired=True, vectorized=True, n_resamples=resamples, method="percentile", random_state=seed
+    )
+    return float(result.standard_error)
+
+
+def bayes_mse_estimate(errors: torch.Tensor, mcmc_var: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """E||E[x|y] - x||^2 from per-item MCMC estimates: the mean, and a standard
+    error joining the bootstrap over items and the MCMC error."""
+    e = errors.double().numpy()
+    se_items = _bootstrap_se(lambda a, axis: a.mean(axis), (e,), resamples, seed)
+    se_mcmc = math.sqrt(float(mcmc_var.sum())) / len(e)
+    return {"mean": float(e.mean()), "stderr": math.hypot(se_items, se_mcmc), "stderr_mcmc": se_mcmc}
+
+
+def gap_to_reference(
+    method_errors: torch.Tensor, bayes_errors: torch.Tensor, bayes_mcmc_var: torch.Tensor, resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """A method's `mse`, `normalized_error` (ratio of means) and `gap` (difference of
+    means) against an MCMC reference on the same items, each with a standard error:
+    a paired bootstrap over items, plus the reference's MCMC error propagated."""
+    a, b = method_errors.double().numpy(), bayes_errors.double().numpy()
+    if a.shape != b.shape:
+        raise ValueError(f"method errors {a.shape} and reference errors {b.shape} must cover the same items")
+    bayes = float(b.mean())
+    ratio = float(a.mean()) / bayes
+    mcmc_se = math.sqrt(float(bayes_mcmc_var.sum())) / len(b)  # of the mean Bayes MSE
+    se_mse = _bootstrap_se(lambda x, axis: x.mean(axis), (a,), resamples, seed)
+    se_ratio = _bootstrap_se(lambda x, y, axis: x.mean(axis) / y.mean(axis), (a, b), resamples, seed)
+    se_gap = _bootstrap_se(lambda x, y, axis: (x - y).mean(axis), (a, b), resamples, seed)
+    return {
+        "mse": {"mean": float(a.mean()), "stderr": se_mse},
+        "normalized_error": {"mean": ratio, "stderr": math.hypot(se_ratio, ratio * mcmc_se / bayes)},
+        "gap": {"mean": float(a.mean()) - bayes, "stderr": math.hypot(se_gap, mcmc_se)},
     }

@@ -26,6 +26,7 @@ from recongap.reconstructors import get_method
 from recongap.reconstructors.lightning import load_checkpoint
 
 from .common import load_configs, run_stage, stage_parser
+from .gap import MCMCReference, add_mcmc_reference, marked, write_gap_reports
 
 PSNR_NOTE = "PSNR data range: max - min of each ground-truth image"
 
@@ -52,7 +53,7 @@ def main() -> None:
     noise = torch.randn(1, 1, *geometry.data_shape, generator=torch.Generator().manual_seed(0))
     y_phantom = operator(phantom) + test.attrs["noise_std"] * noise
 
-    results, images = {}, {}
+    results, images, estimates = {}, {}, {}
     reference = None
     candidates = list(method_instances(args, params, catalogue, geometry, operator, val))
     if pipe.prior.name == "gaussian_field":
@@ -73,7 +74,12 @@ def main() -> None:
         if reference:
             results[name].update(normalized_error(mse(estimate, x), reference["bayes_mse"]))
         images[name] = estimate[: settings.report_items]
+        estimates[name] = estimate
         print(f"{args.pipeline}/{name}: PSNR {results[name]['psnr']['mean']:.2f} dB, SSIM {results[name]['ssim']['mean']:.3f}")
+
+    reference_dir = Path(args.models) / args.pipeline / "reference"
+    if reference_dir.exists():
+        reference = add_mcmc_reference(results, estimates, reference, MCMCReference(reference_dir, x, params.reference))
 
     summary = {"pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE, "methods": results}
     if reference:
@@ -82,6 +88,8 @@ def main() -> None:
     reports = Path(args.reports) / args.pipeline
     write_text_atomic(reports / "metrics.md", markdown_table(summary))
     save_grid(reports / "grid.png", x[: settings.report_items], images)
+    if reference_dir.exists():
+        write_gap_reports(reports, summary)
 
 
 def method_instances(args, params, catalogue, geometry, operator, val):
@@ -120,12 +128,17 @@ def markdown_table(summary: dict) -> str:
     ]
     for name, r in summary["methods"].items():
         chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["chosen"].items())
-        gap = f" {r['normalized_error']['mean']:.3f} ± {r['normalized_error']['stderr']:.3f} |" if reference else ""
+        gap = f" {marked(r['normalized_error'])} |" if reference else ""
         lines.append(
             f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
-            f"| {r['mse']['mean']:.2e} |{gap} {r['seconds_per_image']:.2e} | {r['shepp_logan']['psnr']:.2f} | {chosen} |"
+            f"| {r['mse']['mean']:.2e} |{gap} {r['seconds_per_image']:.2e} | {_shepp_logan(r)} | {chosen} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _shepp_logan(result: dict) -> str:
+    psnr_db = result["shepp_logan"].get("psnr")
+    return "—" if psnr_db is None else f"{psnr_db:.2f}"
 
 
 def save_grid(path: Path, truth: torch.Tensor, images: dict[str, torch.Tensor]) -> None:

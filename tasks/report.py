@@ -42,6 +42,11 @@ def ordering_line(pipeline: str, methods: dict) -> str | None:
     return f"Expected test PSNR ordering FBP < TV < postproc < lgd <= lpd: {verdict}."
 
 
+def _shepp_logan(result: dict) -> str:
+    psnr_db = result["shepp_logan"].get("psnr")  # absent for the MCMC posterior mean
+    return "—" if psnr_db is None else f"{psnr_db:.2f}"
+
+
 def section(summary: dict) -> str:
     pipeline, methods = summary["pipeline"], summary["methods"]
     title, published = PUBLISHED.get(pipeline, (None, {}))
@@ -65,10 +70,13 @@ def section(summary: dict) -> str:
     for name, r in methods.items():
         row = (
             f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
-            f"| {r['seconds_per_image']:.1e} | {r['shepp_logan']['psnr']:.2f} |"
+            f"| {r['seconds_per_image']:.1e} | {_shepp_logan(r)} |"
         )
         if reference:
-            row += f" {r['normalized_error']['mean']:.3f} ± {r['normalized_error']['stderr']:.3f} |"
+            ne = r["normalized_error"]
+            cell = f"{ne['mean']:.3f} ± {ne['stderr']:.3f}"
+            # an unconverged MCMC reference never yields a clean number
+            row += f" {cell} |" if ne.get("reliable", True) else f" UNRELIABLE ({cell}) |"
         if published:
             p = published.get(name)
             row += f" {p[0]:.2f} / {p[1]:.3f} |" if p else " — |"

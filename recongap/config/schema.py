@@ -115,6 +115,8 @@ class ReferenceParams(Strict):
     step_size: float = Field(default=0.01, gt=0, description="initial step size, adapted during warmup")
     target_accept: float = Field(default=0.65, gt=0, lt=1)
     seed: int = Field(default=0, ge=0)
+    batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     rhat_max: float = Field(default=1.01, gt=1, description="items with a larger split R-hat are flagged")
     ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
     bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")

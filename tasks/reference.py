@@ -1,0 +1,124 @@
+"""DVC stage `reference`: the MCMC posterior of each test item of one pipeline.
+
+    python -m tasks.reference PIPELINE
+
+Samples p(x | y) under the very prior, operator, noise level and measurement
+grid that made the test data, for the first `reference.budgets.<scale>.items`
+test items, and writes models/PIPELINE/reference/item_NNNNN.npz (posterior
+mean, pixel std, thinned samples, diagnostics) plus summary.json. Items done
+with the same settings are skipped, so an interrupted run resumes; items made
+with other settings are sampled again. On a Gaussian prior each item file
+also holds the closed-form posterior mean and std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recongap.config import ConfigError
+from recongap.datasets import DataError, derived_seed, read_split
+from recongap.operators import Geometry, RayTransform
+from recongap.posterior import GaussianPosterior
+from recongap.posterior.store import ItemReference, load_reference, run_items, summarize, write_summary
+
+from .common import load_configs, pick_device, run_stage, stage_parser
+
+
+def main() -> None:
+    parser = stage_parser("Sample the reference posterior of one pipeline's test items.", "pipeline")
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--out", default="models")
+    args = parser.parse_args()
+    # the sampler module is heavy (and the mcmc engineer's); --help needs none of it
+    from recongap.posterior.reference import ReferenceSettings, sample_reference
+
+    params, catalogue = load_configs(args)
+    pipe = catalogue.pipelines[args.pipeline]
+    settings = params.reference
+    try:
+        budget = settings.budget(params.scale)
+    except ValueError as e:
+        raise ConfigError(f"{args.params}: {e}") from None
+    test_file = Path(args.data) / args.pipeline / "test.h5"
+    test = read_split(test_file)
+    if budget.items > test.images.shape[0]:
+        raise ConfigError(
+            f"{args.params}: reference.budgets.{params.scale}.items = {budget.items} but {test_file} "
+            f"holds {test.images.shape[0]} test items"
+        )
+    geometry = Geometry(**test.attrs["config"]["geometry"])
+    size = test.attrs["config"]["size"]
+    if test.images.shape[-1] != size:
+        raise DataError(f"{test_file}: images are {test.images.shape[-2:]} but attrs say size {size}")
+    operator = RayTransform.from_geometry(geometry)
+    noise_std = float(test.attrs["noise_std"])
+    grid_factor = int(test.attrs.get("measurement_grid_factor", 1))
+    prior = pipe.prior.build(size)
+    closed_form = GaussianPosterior(prior, operator, noise_std) if pipe.prior.name == "gaussian_field" else None
+    device = pick_device(settings.device)
+
+    sampler = {
+        "chains": settings.chains,
+        "warmup": budget.warmup,
+        "draws": budget.draws,
+        "thin": settings.thin,
+        "step_size": settings.step_size,
+        "target_accept": settings.target_accept,
+        "seed": settings.seed,
+    }
+    common = {
+        "sampler": sampler,
+        "batch_items": settings.batch_items,
+        "prior": pipe.prior.model_dump(mode="json"),
+        "noise_std": noise_std,
+        "measurement_grid_factor": grid_factor,
+        "geometry": test.attrs["config"]["geometry"],
+    }
+
+    def fingerprint(i: int) -> dict:
+        data = hashlib.sha256(test.measurements[i].tobytes() + test.images[i].tobytes()).hexdigest()
+        return {**common, "item": i, "data_sha256": data}
+
+    def sample(batch: list[int]) -> list[ItemReference]:
+        y = torch.from_numpy(test.measurements[batch]).to(device)
+        x = torch.from_numpy(test.images[batch]).to(device)
+        # seeded by the batch's first item: a resumed run samples a batch as a full run would
+        run = ReferenceSettings(**{**sampler, "seed": derived_seed(settings.seed, f"reference-{batch[0]}")})
+        results = sample_reference(prior, operator, noise_std, y, run, truth=x, measurement_grid_factor=grid_factor)
+        items = []
+        for j, r in enumerate(results):
+            item = ItemReference(
+                mean=_numpy(r.mean), std=_numpy(r.std), samples=_numpy(r.samples), diagnostics=dict(r.diagnostics)
+            )
+            if closed_form is not None:
+                item.closed_form_mean = _numpy(closed_form.mean(y[j : j + 1].cpu().double()))
+                item.closed_form_std = _numpy(closed_form.pixel_variance.sqrt())
+            items.append(item)
+        return items
+
+    out = Path(args.out) / args.pipeline / "reference"
+    indices = list(range(budget.items))
+    for stale in set(out.glob("item_*.npz")) - {out / f"item_{i:05d}.npz" for i in indices}:
+        stale.unlink()  # items beyond this scale's count would be read as part of the reference
+    done = run_items(out, indices, fingerprint, sample, settings.batch_items)
+    summary = summarize(load_reference(out, indices), settings.rhat_max, settings.ess_min)
+    summary.update({"pipeline": args.pipeline, "scale": params.scale, "settings": common})
+    write_summary(out, summary)
+    print(
+        f"{args.pipeline}/reference: {len(done['sampled'])} sampled, {len(done['skipped'])} resumed; "
+        f"R-hat max {summary['rhat_max']:.4f}, ESS min {summary['ess_min']:.0f}, "
+        f"{len(summary['items_flagged'])} flagged: {json.dumps(summary['items_flagged'])}"
+    )
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float32).numpy()
+
+
+if __name__ == "__main__":
+    run_stage(main)

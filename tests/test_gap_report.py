@@ -1,0 +1,80 @@
+"""The gap table from reference item files: error bars, and unconverged items
+never printed as a clean number."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recongap.config.schema import ReferenceParams
+from recongap.posterior.store import ItemReference, item_path, save_item, summarize, write_summary
+from tasks.evaluate import markdown_table
+from tasks.gap import MCMCReference, add_mcmc_reference, write_gap_reports
+from tasks.report import section
+
+N, ITEMS = 8, 6
+
+
+def _reference(directory, truth: torch.Tensor, rhats: list[float]) -> None:
+    g = np.random.default_rng(0)
+    items = {}
+    for i, rhat in enumerate(rhats):
+        x = truth[i : i + 1].numpy()
+        mean = x + 0.05 * g.standard_normal(x.shape)  # a posterior mean near the truth
+        items[i] = ItemReference(
+            mean=mean, std=np.full_like(x, 0.05), samples=np.stack([mean[0]] * 4),
+            diagnostics={"rhat_max": rhat, "ess_min": 800.0, "ess_per_second": 50.0, "seconds": 16.0, "acceptance": 0.7},
+        )
+        save_item(item_path(directory, i), items[i], {"item": i})
+    write_summary(directory, summarize(items, 1.01, 400))
+
+
+def _summary(tmp_path, rhats: list[float]) -> dict:
+    truth = torch.rand(ITEMS + 2, 1, N, N, generator=torch.Generator().manual_seed(1))
+    _reference(tmp_path / "reference", truth, rhats)
+    noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(2))
+    estimates = {"fbp": truth + 0.5 * noise, "tv": truth + 0.2 * noise}
+    results = {
+        name: {"psnr": {"mean": 20.0, "stderr": 0.1}, "ssim": {"mean": 0.5, "stderr": 0.01}, "mse": {"mean": 0.1, "stderr": 0.01},
+               "seconds_per_image": 0.01, "chosen": {}, "shepp_logan": {"psnr": 18.0}}
+        for name in estimates
+    }
+    mcmc = MCMCReference(tmp_path / "reference", truth, ReferenceParams(bootstrap_resamples=200))
+    reference = add_mcmc_reference(results, estimates, None, mcmc)
+    summary = {"pipeline": "ellipses", "scale": "smoke", "test_items": ITEMS + 2, "note": "n", "methods": results, "reference": reference}
+    json.dumps(summary, allow_nan=False)  # DVC-readable: no NaN or inf
+    write_gap_reports(tmp_path / "reports", summary)
+    return summary
+
+
+def test_converged_reference_gives_ordered_gaps_with_error_bars(tmp_path):
+    summary = _summary(tmp_path, [1.001] * ITEMS)
+    ref, methods = summary["reference"], summary["methods"]
+    assert ref["kind"] == "mcmc" and ref["reliable"] and ref["items_flagged"] == [] and ref["items"] == ITEMS
+    assert ref["bayes_mse"] == pytest.approx(0.05**2, rel=0.5) and ref["bayes_mse_stderr"] > 0
+    fbp, tv, post = (methods[m]["reference_gap"] for m in ("fbp", "tv", "posterior_mean"))
+    assert fbp["normalized_error"]["mean"] > tv["normalized_error"]["mean"] > 1
+    # the MCMC mean against itself: gap = the Monte-Carlo bias std^2 / ESS removed from the Bayes MSE
+    assert post["gap"]["mean"] == pytest.approx(0.05**2 / 800, rel=1e-3)
+    assert post["normalized_error"]["mean"] == pytest.approx(1, abs=0.01)
+    assert all(g["stderr"] > 0 for g in (fbp["mse"], fbp["normalized_error"], fbp["gap"]))
+    table = (tmp_path / "reports" / "gap.md").read_text()
+    assert "UNRELIABLE" not in table and "| fbp |" in table and "| 372.0 |" in table and f"{ITEMS} test items" in table
+    assert (tmp_path / "reports" / "gap.png").stat().st_size > 1000
+
+
+def test_a_flagged_item_makes_every_table_say_unreliable(tmp_path):
+    summary = _summary(tmp_path, [1.001, 1.2, *[1.001] * (ITEMS - 2)])
+    assert summary["reference"]["items_flagged"] == [1] and not summary["reference"]["reliable"]
+    assert all(not r["reference_gap"]["reliable"] for r in summary["methods"].values())
+    gap_md = (tmp_path / "reports" / "gap.md").read_text()
+    for text in (gap_md, markdown_table(summary), section(summary)):
+        rows = [line for line in text.splitlines() if line.startswith("| fbp |")]
+        assert rows and "UNRELIABLE (" in rows[0], text
+    # in gap.md both the normalized error and the gap are marked
+    fbp_row = next(line for line in gap_md.splitlines() if line.startswith("| fbp |"))
+    assert fbp_row.count("UNRELIABLE (") == 2
+    assert "1 of 6 reference items did not converge" in gap_md
