@@ -104,7 +104,7 @@ class ReferenceBudget(Strict):
 
     items: int = Field(ge=1, description="test items sampled (the first ones of the test split)")
     warmup: int = Field(ge=0)
-    draws: int = Field(ge=1, description="draws per chain after warmup")
+    draws: int = Field(ge=4, description="draws per chain after warmup")
 
 
 class ReferenceParams(Strict):
@@ -113,7 +113,8 @@ class ReferenceParams(Strict):
     chains: int = Field(default=4, ge=2, description="chains per item; split R-hat needs at least 2")
     thin: int = Field(default=10, ge=1, description="keep every thin-th draw in the stored samples")
     step_size: float = Field(default=0.01, gt=0, description="initial step size, adapted during warmup")
-    target_accept: float = Field(default=0.65, gt=0, lt=1)
+    target_accept: float = Field(default=0.8, gt=0, lt=1)
+    leapfrog_steps: int = Field(default=10, ge=1, description="HMC leapfrog steps per gradient move")
     seed: int = Field(default=0, ge=0)
     batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -121,7 +122,7 @@ class ReferenceParams(Strict):
     ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
     bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
     budgets: dict[ScaleName, ReferenceBudget] = {
-        "smoke": ReferenceBudget(items=8, warmup=100, draws=200),
+        "smoke": ReferenceBudget(items=4, warmup=10, draws=20),
         "laptop": ReferenceBudget(items=32, warmup=500, draws=1000),
         "paper": ReferenceBudget(items=128, warmup=1000, draws=2000),
     }
