@@ -109,8 +109,13 @@ class EllipsePrior:
         count = self.sample_count(n, generator)
         order = torch.rand(n, k, generator=generator, dtype=torch.float64).argsort(dim=1)
         active = order < count[:, None]
-        u = torch.rand(n, k, 6, generator=generator, dtype=torch.float64)
-        e = torch.empty(n, k, 3, dtype=torch.float64).exponential_(1.0, generator=generator)
+        return self.sample_slots((n, k), generator) * active[..., None]
+
+    def sample_slots(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """(*shape, 6) float64 draws of one slot's parameters from the slot density
+        (what an active slot holds; MCMC birth moves propose from it)."""
+        u = torch.rand(*shape, 6, generator=generator, dtype=torch.float64)
+        e = torch.empty(*shape, 3, dtype=torch.float64).exponential_(1.0, generator=generator)
         if self.intensity_law == "uniform":
             intensity = self.intensity_low + (self.intensity_high - self.intensity_low) * u[..., 4]
         else:
@@ -126,7 +131,7 @@ class EllipsePrior:
             ],
             dim=-1,
         )
-        return params * active[..., None]
+        return params
 
     def render(self, params: torch.Tensor, size: int) -> torch.Tensor:
         image = render_ellipses(params, size, self.supersample)

@@ -1,0 +1,43 @@
+"""Convergence diagnostics of MCMC traces: rank-normalised split R-hat and
+bulk ESS (Vehtari et al. 2021), computed by ArviZ."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import arviz
+import numpy as np
+
+
+def _as_chains_by_draws(trace: np.ndarray, name: str) -> np.ndarray:
+    trace = np.asarray(trace, dtype=np.float64)
+    if trace.ndim != 2 or trace.shape[0] < 2 or trace.shape[1] < 4:
+        raise ValueError(f"trace {name!r} must be (chains >= 2, draws >= 4), got shape {trace.shape}")
+    return trace
+
+
+def summarize(traces: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{name: {"rhat", "ess", "mean", "mcse"}} for (chains, draws) traces of scalar summaries."""
+    out: dict[str, dict[str, float]] = {}
+    for name, trace in traces.items():
+        trace = _as_chains_by_draws(trace, name)
+        out[name] = {
+            "rhat": float(arviz.rhat(trace, method="rank")),
+            "ess": float(arviz.ess(trace, method="bulk")),
+            "mean": float(trace.mean()),
+            "mcse": float(arviz.mcse(trace, method="mean")),
+        }
+    return out
+
+
+def is_converged(diagnostics: Mapping, rhat_max: float = 1.01, ess_min: float = 100.0) -> bool:
+    """True when every summary has R-hat <= rhat_max and bulk ESS >= ess_min.
+
+    Takes a ReferenceResult's diagnostics dict (its "rhat_max" and "ess_min",
+    the worst over its summaries). A NaN (e.g. a constant trace) is not converged.
+    """
+    for key in ("rhat_max", "ess_min"):
+        if key not in diagnostics:
+            raise ValueError(f"diagnostics lack {key!r}; got keys {sorted(diagnostics)}")
+    rhat, ess = float(diagnostics["rhat_max"]), float(diagnostics["ess_min"])
+    return bool(np.isfinite(rhat) and np.isfinite(ess) and rhat <= rhat_max and ess >= ess_min)

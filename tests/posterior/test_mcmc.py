@@ -1,0 +1,96 @@
+"""The MCMC reference sampler against closed forms and its own diagnostics."""
+
+from __future__ import annotations
+
+import math
+
+import arviz
+import numpy as np
+import pytest
+import torch
+
+from recongap.operators import RayTransform
+from recongap.posterior import GaussianPosterior, ReferenceSettings, is_converged, sample_reference
+from recongap.posterior.reference import summary_pixels
+from recongap.priors import GaussianFieldPrior
+
+SIZE, NOISE = 16, 0.1
+
+
+@pytest.fixture(scope="module")
+def gaussian_run():
+    """4 items x 4 chains on a 16x16 Gaussian field, seeded."""
+    torch.set_num_threads(1)
+    prior = GaussianFieldPrior(SIZE, mean=0.5, std=0.2, length_scale=0.3, nugget=1e-3)
+    op = RayTransform(SIZE, angles=8)
+    gen = torch.Generator().manual_seed(7)
+    x = prior.render(prior.sample(4, gen), SIZE)
+    y = op(x) + NOISE * torch.randn(x.shape[0], 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    settings = ReferenceSettings(chains=4, warmup=150, draws=240, thin=3, seed=3)
+    results = sample_reference(prior, op, NOISE, y, settings, truth=x)
+    return prior, op, x, y, settings, results, GaussianPosterior(prior, op, NOISE)
+
+
+def test_mean_and_std_match_the_closed_form(gaussian_run):
+    _, _, _, y, settings, results, exact = gaussian_run
+    exact_mean, exact_std = exact.mean(y), exact.pixel_variance.sqrt()
+    worst = 0.0
+    for b, result in enumerate(results):
+        assert result.mean.shape == result.std.shape == (1, 1, SIZE, SIZE)
+        assert result.samples.shape == (settings.chains * settings.draws // settings.thin, 1, SIZE, SIZE)
+        summaries = result.diagnostics["summaries"]
+        draws = result.samples.reshape(settings.chains, -1, SIZE, SIZE).numpy()
+        for r, c in summary_pixels(SIZE):
+            s = summaries[f"pixel_{r}_{c}"]
+            z = abs(s["mean"] - float(exact_mean[b, 0, r, c])) / s["mcse"]
+            sd_mcse = float(arviz.mcse(draws[:, :, r, c], method="sd"))
+            z_sd = abs(float(result.std[0, 0, r, c]) - float(exact_std[0, 0, r, c])) / sd_mcse
+            worst = max(worst, z, z_sd)
+            assert z < 3 and z_sd < 3, (b, r, c, z, z_sd)
+        # the whole image, on the scale of its pixel std
+        assert float(((result.mean - exact_mean[b : b + 1]).abs() / exact_std).max()) < 0.5
+    print(f"worst |MCMC - exact| / MCSE over checked pixel means and stds: {worst:.2f}")
+
+
+def test_bayes_mse_from_mcmc_matches_the_closed_form(gaussian_run):
+    """E||E[x|y] - x||^2 = mean posterior variance; each item's MCMC estimate is
+    independent, so their spread gives the standard error."""
+    *_, results, exact = gaussian_run
+    per_item = np.array([float((r.std**2).mean()) for r in results])
+    se = per_item.std(ddof=1) / math.sqrt(len(per_item))
+    assert abs(per_item.mean() - exact.bayes_mse()) < 3 * se
+    assert abs(per_item.mean() - exact.bayes_mse()) < 0.05 * exact.bayes_mse()
+
+
+def test_diagnostics_are_reported_and_converged(gaussian_run):
+    *_, results, _ = gaussian_run
+    for result in results:
+        d = result.diagnostics
+        assert {"mse_to_truth", "mean_intensity"} <= set(d["summaries"])
+        assert d["rhat_max"] < 1.05 and d["ess_min"] > 100
+        assert d["ess_per_second"] > 0 and d["seconds"] > 0
+        assert 0.5 < d["acceptance"]["hmc"] <= 1
+        assert is_converged(d, rhat_max=1.05, ess_min=100)
+        assert not is_converged(d, rhat_max=1.0, ess_min=100)
+
+
+def test_unconverged_is_flagged():
+    assert not is_converged({"rhat_max": 1.2, "ess_min": 500.0})
+    assert not is_converged({"rhat_max": 1.0, "ess_min": 20.0}, ess_min=100)
+    assert not is_converged({"rhat_max": float("nan"), "ess_min": 500.0})
+    with pytest.raises(ValueError, match="rhat_max"):
+        is_converged({"ess_min": 500.0})
+
+
+def test_bad_inputs_are_refused_before_sampling():
+    prior = GaussianFieldPrior(8)
+    op = RayTransform(8, angles=4)
+    y = torch.zeros(2, 1, *op.range_shape, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"y must have shape \(B, 1, 4,"):
+        sample_reference(prior, op, 0.1, y[:, :, :2])
+    with pytest.raises(ValueError, match="truth must have shape"):
+        sample_reference(prior, op, 0.1, y, truth=torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="GaussianFieldPrior of size 16"):
+        sample_reference(GaussianFieldPrior(16), op, 0.1, y)
+    with pytest.raises(ValueError, match="chains=1"):
+        ReferenceSettings(chains=1)
