@@ -64,9 +64,25 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
             assert f"Running stage 'train@{pipeline}-{method}'" in first.stdout
             assert (repo / "models" / pipeline / method / "best.ckpt").exists()
         metrics = json.loads((repo / "metrics" / f"{pipeline}.json").read_text())
-        # the Gaussian field also gets its closed-form posterior mean, lmmse
-        extra = {"lmmse"} if pipeline == "gaussian_field" else set()
+        # every pipeline gets its MCMC posterior mean; the Gaussian field also its closed form, lmmse
+        extra = {"posterior_mean", "lmmse"} if pipeline == "gaussian_field" else {"posterior_mean"}
         assert set(metrics["methods"]) == set(METHODS) | extra and metrics["scale"] == "smoke"
+        # the reference stage: per-item files and a diagnostics summary
+        assert f"Running stage 'reference@{pipeline}'" in first.stdout
+        reference_dir = repo / "models" / pipeline / "reference"
+        assert len(list(reference_dir.glob("item_*.npz"))) == 2 and (reference_dir / "summary.json").exists()
+        mcmc = metrics["reference"] if pipeline != "gaussian_field" else metrics["reference"]["mcmc"]
+        assert mcmc["kind"] == "mcmc" and mcmc["items"] == 2 and mcmc["bayes_mse"] > 0 and mcmc["bayes_mse_stderr"] > 0
+        assert {"rhat_max", "ess_min", "items_flagged", "reliable"} <= set(mcmc)
+        assert mcmc["reliable"] == (mcmc["items_flagged"] == [])
+        for r in metrics["methods"].values():
+            gap = r["reference_gap"]
+            assert gap["reliable"] == mcmc["reliable"] and gap["items"] == 2
+            assert all(gap[k]["stderr"] >= 0 for k in ("mse", "normalized_error", "gap"))
+        gap_md = (repo / "reports" / pipeline / "gap.md").read_text()
+        assert "| posterior_mean |" in gap_md and "| 372.0 |" in gap_md
+        assert ("UNRELIABLE" in gap_md) == (not mcmc["reliable"])
+        assert (repo / "reports" / pipeline / "gap.png").stat().st_size > 1000
         for method in METHODS:
             assert 0 < metrics["methods"][method]["psnr"]["mean"] < 100
         assert (repo / "reports" / pipeline / "grid.png").stat().st_size > 1000
@@ -80,6 +96,7 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     lmmse = gauss["methods"]["lmmse"]["normalized_error"]
     assert gauss["reference"]["kind"] == "closed_form" and abs(lmmse["mean"] - 1) < 4 * lmmse["stderr"]
     assert all("normalized_error" in r for r in gauss["methods"].values())
+    assert gauss["reference"]["mcmc"]["kind"] == "mcmc"  # beside the closed form, to compare the two
     shown = _dvc(repo, "metrics", "show")
     assert shown.returncode == 0 and "methods.lpd.psnr.mean" in shown.stdout
     results = (repo / "docs" / "results.md").read_text()

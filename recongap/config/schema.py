@@ -122,7 +122,7 @@ class ReferenceParams(Strict):
     ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
     bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
     budgets: dict[ScaleName, ReferenceBudget] = {
-        "smoke": ReferenceBudget(items=4, warmup=10, draws=20),
+        "smoke": ReferenceBudget(items=2, warmup=10, draws=20),
         "laptop": ReferenceBudget(items=32, warmup=500, draws=1000),
         "paper": ReferenceBudget(items=128, warmup=1000, draws=2000),
     }
