@@ -3,6 +3,7 @@ bulk ESS (Vehtari et al. 2021), computed by ArviZ."""
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import arviz
@@ -21,9 +22,18 @@ def summarize(traces: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, trace in traces.items():
         trace = _as_chains_by_draws(trace, name)
+        if np.ptp(trace) == 0:
+            # every chain sat on one value (e.g. an empty image): they agree
+            # exactly and the mean has no Monte-Carlo error; ArviZ gives NaN here
+            out[name] = {"rhat": 1.0, "ess": float(trace.size), "mean": float(trace.flat[0]), "mcse": 0.0}
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):  # handled just below
+            rhat = float(arviz.rhat(trace, method="rank"))
+            ess = float(arviz.ess(trace, method="bulk"))
         out[name] = {
-            "rhat": float(arviz.rhat(trace, method="rank")),
-            "ess": float(arviz.ess(trace, method="bulk")),
+            # a chain stuck on one value while others move gives NaN: unconverged
+            "rhat": rhat if np.isfinite(rhat) else math.inf,
+            "ess": ess if np.isfinite(ess) else 0.0,
             "mean": float(trace.mean()),
             "mcse": float(arviz.mcse(trace, method="mean")),
         }

@@ -8,10 +8,12 @@ matrix. Each target's trajectory only reads its own row, so the rows are
 independent Markov chains even though they share the tensor operations.
 
 Written here rather than taken from Pyro/NumPyro/BlackJAX: Pyro's HMC/NUTS
-adapts one step size and one mass matrix for the whole batch (a batch of
-independent posteriors would share, and be limited by, the stiffest one),
-NumPyro and BlackJAX are JAX, and none of them interleaves our trans-
-dimensional birth/death moves with the gradient moves. The kernel is the
+runs several chains only as separate processes, each adapting its own
+kernel on one target (vectorized chains are an open request, pyro-ppl/pyro
+#2902), and a batch of independent posteriors inside one model would share
+one step size and mass matrix, limited by the stiffest item; NumPyro and
+BlackJAX are JAX; and none of them interleaves our trans-dimensional
+birth/death moves with the gradient moves. The kernel is the
 textbook one (Neal 2011, "MCMC using Hamiltonian dynamics") with Hoffman &
 Gelman's (2014) dual-averaging step size and Stan's windowed diagonal mass
 adaptation, both during warm-up only: after warm-up the kernel is fixed, so

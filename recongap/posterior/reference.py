@@ -212,7 +212,8 @@ def sample_reference(
 ) -> list[ReferenceResult]:
     """Sample p(x | y) for each of the B measurements in y (B, 1, angles, det),
     all items and chains batched on y's device. `truth` (B, 1, N, N), when
-    given, adds the summary "mse_to_truth". Returns one ReferenceResult per item."""
+    given, adds the summary "mse_to_truth"; ellipse priors add "ellipse_count"
+    (active slots). Returns one ReferenceResult per item."""
     settings = settings or ReferenceSettings()
     _check_inputs(prior, operator, y, truth, measurement_grid_factor)
     if not noise_std > 0:
@@ -228,6 +229,9 @@ def sample_reference(
     pixels = summary_pixels(size)
     names = ["mean_intensity"] + [f"pixel_{r}_{c}" for r, c in pixels]
     truth_rep = None
+    is_ellipses = isinstance(prior, EllipsePrior)
+    if is_ellipses:
+        names = names + ["ellipse_count"]
     if truth is not None:
         names = ["mse_to_truth"] + names
         truth_rep = truth.to(device, torch.float64).repeat_interleave(chains, 0)
@@ -242,6 +246,8 @@ def sample_reference(
             image = target.image(q).to(torch.float64)
         total, total_sq = total + image, total_sq + image * image
         columns = [image.flatten(1).mean(1)] + [image[:, 0, r, c] for r, c in pixels]
+        if is_ellipses:
+            columns.append((q.reshape(t, prior.slots, 6)[..., 0] != 0).sum(1).to(torch.float64))
         if truth_rep is not None:
             columns = [((image - truth_rep) ** 2).flatten(1).mean(1)] + columns
         traces[:, i] = torch.stack(columns, 1).cpu()
@@ -249,7 +255,7 @@ def sample_reference(
             kept.append(image.cpu())
 
     mask_fn = extra_move = None
-    if isinstance(prior, EllipsePrior):
+    if is_ellipses:
         mask_fn = lambda q: (q.reshape(t, prior.slots, 6)[..., :1] != 0).expand(t, prior.slots, 6).reshape(t, -1)  # noqa: E731
         extra_move = _birth_death(target, generator)
     start = time.perf_counter()

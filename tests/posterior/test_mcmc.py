@@ -12,7 +12,7 @@ import torch
 from recongap.operators import RayTransform
 from recongap.posterior import GaussianPosterior, ReferenceSettings, is_converged, sample_reference
 from recongap.posterior.reference import summary_pixels
-from recongap.priors import GaussianFieldPrior
+from recongap.priors import EllipsePrior, GaussianFieldPrior
 
 SIZE, NOISE = 16, 0.1
 
@@ -94,3 +94,95 @@ def test_bad_inputs_are_refused_before_sampling():
         sample_reference(GaussianFieldPrior(16), op, 0.1, y)
     with pytest.raises(ValueError, match="chains=1"):
         ReferenceSettings(chains=1)
+
+
+def test_constant_traces_count_as_agreeing_and_stuck_chains_as_unconverged():
+    from recongap.posterior import summarize
+
+    flat = summarize({"empty": np.zeros((4, 50))})["empty"]
+    assert flat["rhat"] == 1.0 and flat["mcse"] == 0.0
+    stuck = np.zeros((4, 50))
+    stuck[1:] = np.random.default_rng(0).normal(size=(3, 50))
+    assert summarize({"stuck": stuck})["stuck"]["rhat"] > 1.01
+
+
+@pytest.mark.slow  # ~30 s of CPU
+def test_ellipse_sampler_recovers_the_prior_when_the_data_say_nothing():
+    """With noise_std huge the posterior is the prior: the birth/death and
+    gradient moves must then reproduce the capped Poisson count law, and the
+    mean image is 0 (intensities are symmetric about 0)."""
+    prior = EllipsePrior(mean_count=1.5, slots=4)
+    op = RayTransform(8, angles=4)
+    y = torch.zeros(1, 1, *op.range_shape, dtype=torch.float64)
+    settings = ReferenceSettings(chains=8, warmup=40, draws=200, thin=2, leapfrog_steps=1, seed=5)
+    (result,) = sample_reference(prior, op, 1e4, y, settings)
+    count = result.diagnostics["summaries"]["ellipse_count"]
+    pmf = prior.log_count_prob(torch.arange(prior.slots + 1)).exp()
+    expected = float((torch.arange(prior.slots + 1) * pmf).sum())
+    assert abs(count["mean"] - expected) < 3 * count["mcse"], (count, expected)
+    assert result.diagnostics["rhat_max"] < 1.1  # a short run: a check of exactness, not of a budget
+    image_mean = result.diagnostics["summaries"]["mean_intensity"]
+    assert abs(image_mean["mean"]) < 3 * image_mean["mcse"]
+    assert 0.2 < result.diagnostics["acceptance"]["birth_death"] < 0.95
+
+
+def test_ellipse_likelihood_uses_the_finer_measurement_grid():
+    """With measurement_grid_factor 2 the data were rendered at 2N and projected
+    by the finer operator: the target must reproduce them exactly at the true
+    parameters, and the N-grid operator must not."""
+    from recongap.datasets.simulate import clean_measurements, measurement_operator
+    from recongap.posterior.reference import _Target
+
+    prior = EllipsePrior(mean_count=3, slots=5)
+    op = RayTransform(8, angles=4)
+    params = prior.sample(3, torch.Generator().manual_seed(2))
+    fine = measurement_operator(op, 2)
+    _, y = clean_measurements(prior, params.to(torch.float64), 8, fine, torch.device("cpu"))
+    q = params.reshape(3, -1)
+    assert torch.allclose(_Target(prior, 8, fine, 0.1, y.double()).log_likelihood(q), torch.zeros(3, dtype=torch.float64), atol=1e-4)
+    assert (_Target(prior, 8, op, 0.1, y.double()).log_likelihood(q) < -1e-3).any()
+    results = sample_reference(
+        prior, op, 0.1, y.double(), ReferenceSettings(chains=2, warmup=2, draws=4, thin=2, leapfrog_steps=1), measurement_grid_factor=2
+    )
+    assert len(results) == 3 and results[0].samples.shape == (4, 1, 8, 8)
+    assert "ellipse_count" in results[0].diagnostics["summaries"]
+
+
+def sbc_ranks(datasets: int, settings: ReferenceSettings, noise_std: float, seed: int) -> tuple[np.ndarray, int]:
+    """Simulation-based calibration (Talts et al. 2018): draw theta from the
+    prior, simulate y, sample p(theta|y); the rank of the true mean intensity
+    among the thinned posterior draws is uniform on {0..S} iff the sampler is
+    exact (ties, e.g. empty images, are broken at random)."""
+    prior = EllipsePrior(mean_count=2.0, slots=5)
+    op = RayTransform(8, angles=6)
+    gen = torch.Generator().manual_seed(seed)
+    x = prior.render(prior.sample(datasets, gen), 8)
+    y = op(x) + noise_std * torch.randn(datasets, 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    results = sample_reference(prior, op, noise_std, y, settings, truth=x)
+    rng = np.random.default_rng(seed)
+    ranks = []
+    for b, result in enumerate(results):
+        draws = result.samples.flatten(1).mean(1).numpy()
+        true = float(x[b].mean())
+        below, ties = int((draws < true - 1e-12).sum()), int((np.abs(draws - true) <= 1e-12).sum())
+        ranks.append(below + rng.integers(0, ties + 1))
+    return np.array(ranks), result.samples.shape[0]
+
+
+def rank_uniformity_pvalue(ranks: np.ndarray, draws: int, bins: int) -> float:
+    """Chi-square test of the ranks (0..draws) binned into `bins` equal groups."""
+    from scipy.stats import chisquare
+
+    counts = np.bincount(ranks * bins // (draws + 1), minlength=bins)
+    return float(chisquare(counts).pvalue)
+
+
+@pytest.mark.slow  # ~40 s of CPU (3.5 min wall on the shared 2-core machine)
+def test_sbc_ranks_are_uniform_small():
+    """SBC on 8x8 ellipse images (mean_count 2, 5 slots), 24 datasets, 18
+    thinned draws each. Seeded run: chi-square p = 0.644 (asserted > 0.01)."""
+    settings = ReferenceSettings(chains=2, warmup=40, draws=95, thin=10, leapfrog_steps=1, seed=11)
+    ranks, draws = sbc_ranks(24, settings, noise_std=0.05, seed=11)
+    p = rank_uniformity_pvalue(ranks, draws, bins=4)
+    print(f"SBC (24 datasets, {draws} draws): chi-square p = {p:.3f}; ranks {sorted(ranks.tolist())}")
+    assert p > 0.01
