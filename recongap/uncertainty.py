@@ -7,6 +7,7 @@ Samples are (B, K, 1, N, N) tensors (B items, K samples each) or (K, 1, N, N)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -182,3 +183,17 @@ def save_gallery(path: str | Path, truth: torch.Tensor, samples: torch.Tensor, s
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
+
+
+def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: int, std_floor: float, batch_size: int,
+                   reference_folder: str | Path, gallery: str | Path, gallery_items: int = 4) -> dict:
+    """K samples per test item -> calibration summary (with the MCMC reference
+    when `reference_folder` holds one) and the gallery PNG."""
+    start = time.perf_counter()
+    samples = draw_samples(sampler, y, k, batch_size)
+    seconds = (time.perf_counter() - start) / y.shape[0]
+    reference = read_reference(reference_folder, y.shape[0], truth.shape[-1])
+    summary = calibration(samples, truth, std_floor, reference, reference_folder)
+    summary["sampling_seconds_per_item"] = seconds
+    save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])
+    return summary
