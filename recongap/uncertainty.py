@@ -197,3 +197,43 @@ def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: in
     summary["sampling_seconds_per_item"] = seconds
     save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])
     return summary
+
+
+def main() -> None:
+    """ROI test from the command line: a checkpoint, a test split, an item, a disk."""
+    import argparse
+    import json
+
+    from .datasets import read_split
+    from .operators import Geometry
+    from .reconstructors.lightning import load_checkpoint
+
+    parser = argparse.ArgumentParser(description="P(mean inside a disk > mean of its ring | y) from a sampler's draws.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("split", help="an HDF5 split written by tasks.simulate, e.g. data/ellipses/test.h5")
+    parser.add_argument("--method", default="cwgan")
+    parser.add_argument("--item", type=int, default=0)
+    parser.add_argument("--centre", type=float, nargs=2, required=True, metavar=("ROW", "COL"))
+    parser.add_argument("--radius", type=float, required=True)
+    parser.add_argument("--ring", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=1000)
+    args = parser.parse_args()
+
+    split = read_split(args.split)
+    if not 0 <= args.item < split.images.shape[0]:
+        raise SystemExit(f"{args.split}: --item {args.item} outside 0..{split.images.shape[0] - 1}")
+    sampler = load_checkpoint(args.checkpoint, args.method, Geometry(**split.attrs["config"]["geometry"]))
+    y = torch.from_numpy(split.measurements[args.item : args.item + 1])
+    truth = torch.from_numpy(split.images[args.item, 0])
+    mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)
+    samples = draw_samples(sampler.sample, y, args.samples, batch_size=1)[0]
+    ring = surrounding_ring(mask, args.ring)
+    print(json.dumps({
+        "item": args.item, "centre": args.centre, "radius": args.radius, "ring": args.ring, "samples": args.samples,
+        "probability_inside_exceeds_ring": roi_exceedance_probability(samples, mask, args.ring),
+        "truth_inside_minus_ring": float(truth[mask].mean() - truth[ring].mean()),
+    }))
+
+
+if __name__ == "__main__":
+    main()
