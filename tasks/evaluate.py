@@ -23,7 +23,9 @@ from recongap.posterior import GaussianPosterior
 from recongap.operators import Geometry, RayTransform
 from recongap.priors import shepp_logan
 from recongap.reconstructors import get_method
+from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reconstructors.lightning import load_checkpoint
+from recongap.uncertainty import assess_sampler
 
 from .common import load_configs, run_stage, stage_parser
 from .gap import MCMCReference, add_mcmc_reference, marked, write_gap_reports
@@ -81,6 +83,13 @@ def main() -> None:
     if reference_dir.exists():
         reference = add_mcmc_reference(results, estimates, reference, MCMCReference(reference_dir, x, params.reference))
 
+    samplers = {name: r for name, r, _ in candidates if isinstance(r, CWGANModule)}
+    for name, sampler in samplers.items():  # posterior samplers (cwgan): calibration and gallery
+        options = getattr(params.methods, name)
+        results[name]["calibration"] = assess_sampler(
+            sampler.sample, y, x, options.samples, options.std_floor, settings.batch_size,
+            Path(args.models) / args.pipeline / "reference", Path(args.reports) / args.pipeline / f"{name}_gallery.png",
+        )
     summary = {"pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE, "methods": results}
     if reference:
         summary["reference"] = reference

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from recongap.config import ConfigError
 from recongap.datasets import read_attrs
-from recongap.reconstructors.lightning import PairedDataModule, ReconstructionModule
+from recongap.reconstructors.lightning import PairedDataModule, lightning_module
 
 from .common import load_configs, run_stage, stage_parser
 
@@ -53,7 +53,7 @@ def main() -> None:
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
     L.seed_everything(settings.seed, workers=True)
-    module = ReconstructionModule(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
+    module = lightning_module(args.method)(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=params.current.epochs,
@@ -61,7 +61,8 @@ def main() -> None:
         devices=settings.devices,
         strategy="ddp" if settings.devices > 1 else "auto",
         deterministic="warn",
-        gradient_clip_val=settings.gradient_clip,
+        # manual optimisation (cwgan) clips by hand; Trainer refuses to
+        gradient_clip_val=settings.gradient_clip if module.automatic_optimization else None,
         logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=0),
         callbacks=[
             ModelCheckpoint(dirpath=out, filename="best", monitor="val_psnr", mode="max", save_last=True),

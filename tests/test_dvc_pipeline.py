@@ -48,7 +48,7 @@ def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 PIPELINES = ("ellipses", "gaussian_field", "dival_ellipses")
-METHODS = ("fbp", "tv", "postproc", "lgd", "lpd")
+METHODS = ("fbp", "tv", "postproc", "lgd", "lpd", "cwgan")
 
 
 def test_repro_runs_the_whole_dag_then_does_nothing(repo):
@@ -60,7 +60,7 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         for split in ("train", "val", "test"):
             attrs = read_attrs(repo / "data" / pipeline / f"{split}.h5")
             assert attrs["config"]["scale"] == "smoke" and attrs["split"] == split
-        for method in ("postproc", "lgd", "lpd"):
+        for method in ("postproc", "lgd", "lpd", "cwgan"):
             assert f"Running stage 'train@{pipeline}-{method}'" in first.stdout
             assert (repo / "models" / pipeline / method / "best.ckpt").exists()
         metrics = json.loads((repo / "metrics" / f"{pipeline}.json").read_text())
@@ -86,6 +86,11 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         for method in METHODS:
             assert 0 < metrics["methods"][method]["psnr"]["mean"] < 100
         assert (repo / "reports" / pipeline / "grid.png").stat().st_size > 1000
+        # the posterior sampler: calibration from its K samples, and its gallery
+        calibration = metrics["methods"]["cwgan"]["calibration"]
+        assert 0 <= calibration["coverage_90"] <= 1 and calibration["mean_pixel_std"] > 0
+        assert calibration["mcmc"].startswith("skipped: no MCMC reference")
+        assert (repo / "reports" / pipeline / "cwgan_gallery.png").stat().st_size > 1000
         assert "| lpd |" in (repo / "reports" / pipeline / "metrics.md").read_text()
     # FBP and TV are tuned on val even at this scale: TV beats FBP on ellipses
     ellipses = json.loads((repo / "metrics" / "ellipses.json").read_text())["methods"]

@@ -72,12 +72,29 @@ class LPDParams(Strict):
     width: int = Field(default=32, ge=1)
 
 
+class CWGANParams(Strict):
+    """Conditional WGAN posterior sampler (Adler & Öktem 2018)."""
+
+    channels: int = Field(default=32, ge=1, description="generator U-Net base width")
+    depth: int = Field(default=3, ge=1, le=6, description="U-Net poolings; also the critic's strided layers")
+    z_channels: int = Field(default=4, ge=1, description="image-sized noise channels fed to the generator")
+    filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
+    critic_width: int = Field(default=32, ge=1)
+    n_critic: int = Field(default=5, ge=1, description="critic steps per generator step")
+    gp_weight: float = Field(default=10.0, ge=0, description="gradient penalty weight")
+    lr: float = Field(default=1e-4, gt=0, description="Adam learning rate of generator and critic")
+    gradient_clip: float = Field(default=10.0, gt=0, description="gradient norm clip, applied by hand")
+    samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
+    std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
+
+
 class MethodParams(Strict):
     fbp: FBPParams = FBPParams()
     tv: TVParams = TVParams()
     postproc: PostProcessingParams = PostProcessingParams()
     lgd: LGDParams = LGDParams()
     lpd: LPDParams = LPDParams()
+    cwgan: CWGANParams = CWGANParams()
 
 
 class TrainParams(Strict):
@@ -231,7 +248,7 @@ class PipelineConfig(Strict):
 
 
 ClassicalMethod = Literal["fbp", "tv"]
-LearnedMethod = Literal["postproc", "lgd", "lpd"]
+LearnedMethod = Literal["postproc", "lgd", "lpd", "cwgan"]
 
 
 class Pipelines(Strict):

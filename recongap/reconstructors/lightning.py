@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader
 from ..datasets import PairedDataset
 from ..metrics import mse, psnr
 from ..operators import Geometry, RayTransform
-from .registry import build_network
+from .registry import build_network, get_method
 
 
 class ReconstructionModule(L.LightningModule):
@@ -52,7 +53,13 @@ class ReconstructionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> ReconstructionModule:
+def lightning_module(method: str) -> type[L.LightningModule]:
+    """The LightningModule class that trains `method`, from the registry."""
+    module_name, class_name = get_method(method).lightning_module.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.LightningModule:
     """Load a trained model, refusing one trained for another method or geometry."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     hp = checkpoint.get("hyper_parameters", {})
@@ -61,7 +68,7 @@ def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> Recons
     trained = Geometry(**hp["geometry"])
     if trained.resolved() != geometry.resolved():
         raise ValueError(f"{path}: checkpoint geometry {trained.resolved()} differs from the data's {geometry.resolved()}")
-    module = ReconstructionModule(**hp)
+    module = lightning_module(method)(**hp)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
 

@@ -24,9 +24,13 @@ def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential
 
 
 class UNet(nn.Module):
-    """Residual U-Net (FBPConvNet style): x + f(x), `depth` poolings."""
+    """Residual U-Net (FBPConvNet style): x + f(x), `depth` poolings.
 
-    def __init__(self, channels: int = 32, depth: int = 3) -> None:
+    With `in_channels` > 1 the extra channels (e.g. a noise input) feed f
+    only; the residual is the first channel.
+    """
+
+    def __init__(self, channels: int = 32, depth: int = 3, in_channels: int = 1) -> None:
         super().__init__()
 
         def conv(cin: int, cout: int) -> nn.Sequential:
@@ -36,7 +40,7 @@ class UNet(nn.Module):
             )
 
         widths = [channels * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([conv(1, widths[0])] + [conv(widths[i], widths[i + 1]) for i in range(depth)])
+        self.down = nn.ModuleList([conv(in_channels, widths[0])] + [conv(widths[i], widths[i + 1]) for i in range(depth)])
         self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
         self.merge = nn.ModuleList([conv(2 * widths[i], widths[i]) for i in range(depth)])
         self.out = nn.Conv2d(widths[0], 1, 1)
@@ -48,7 +52,7 @@ class UNet(nn.Module):
             skips.append(h)
         for i in reversed(range(len(self.up))):
             h = self.merge[i](torch.cat([self.up[i](h), skips[i]], dim=1))
-        return x + self.out(h)
+        return x[:, :1] + self.out(h)
 
 
 class PostProcessing(nn.Module):

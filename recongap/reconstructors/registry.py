@@ -9,6 +9,7 @@ from torch import nn
 
 from ..operators import RayTransform
 from .classical import FBPReconstructor, TVReconstructor
+from .cwgan import ConditionalGenerator
 from .networks import LearnedGradientDescent, LearnedPrimalDual, PostProcessing
 
 
@@ -19,6 +20,8 @@ class Method:
     build: Callable[..., object]
     #: hyper-parameters whose change invalidates a trained model
     retrain: tuple[str, ...]
+    #: "module:Class" of the LightningModule that trains a learned method
+    lightning_module: str = "recongap.reconstructors.lightning:ReconstructionModule"
 
 
 RECONSTRUCTORS: dict[str, Method] = {
@@ -27,6 +30,14 @@ RECONSTRUCTORS: dict[str, Method] = {
     "postproc": Method("postproc", True, PostProcessing, ("channels", "depth", "filter")),
     "lgd": Method("lgd", True, LearnedGradientDescent, ("iterations", "memory", "width")),
     "lpd": Method("lpd", True, LearnedPrimalDual, ("iterations", "primal", "dual", "width")),
+    # a posterior sampler; `samples` and `std_floor` only matter at evaluation
+    "cwgan": Method(
+        "cwgan",
+        True,
+        ConditionalGenerator,
+        ("channels", "depth", "z_channels", "filter", "critic_width", "n_critic", "gp_weight", "lr", "gradient_clip"),
+        "recongap.reconstructors.cwgan:CWGANModule",
+    ),
 }
 
 

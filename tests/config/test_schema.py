@@ -37,6 +37,7 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
         ("params.yaml", lambda d: d["simulate"].update(batch_size="big"), "simulate.batch_size", "valid integer"),
         ("params.yaml", lambda d: d["scales"]["laptop"]["splits"].update(test=0), "scales.laptop.splits.test", "greater than or equal to 1"),
         ("params.yaml", lambda d: d.update(scale="huge"), "scale", "'smoke', 'laptop' or 'paper'"),
+        ("params.yaml", lambda d: d["methods"]["cwgan"].update(n_critic=0), "methods.cwgan.n_critic", "greater than or equal to 1"),
         ("params.yaml", lambda d: d.update(scales={"smoke": d["scales"]["smoke"]}), "(top level)", "scale 'laptop' has no entry"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["noise"].update(relative_std=2), "pipelines.ellipses.noise.relative_std", "less than or equal to 1"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["prior"].update(name="stars"), "pipelines.ellipses.prior", "'ellipses', 'gaussian_field'"),

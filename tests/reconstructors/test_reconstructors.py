@@ -26,8 +26,8 @@ def problem():
 
 
 def test_registry():
-    assert set(RECONSTRUCTORS) == {"fbp", "tv", "postproc", "lgd", "lpd"}
-    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].learned] == ["postproc", "lgd", "lpd"]
+    assert set(RECONSTRUCTORS) == {"fbp", "tv", "postproc", "lgd", "lpd", "cwgan"}
+    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].learned] == ["postproc", "lgd", "lpd", "cwgan"]
     assert "width" in get_method("lpd").retrain
     with pytest.raises(ValueError, match="unknown method 'unet'"):
         get_method("unet")

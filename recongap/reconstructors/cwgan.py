@@ -1,0 +1,184 @@
+"""Conditional Wasserstein GAN posterior sampler (Adler & Öktem, "Deep Bayesian Inversion", 2018).
+
+The generator G(y, z) maps data y and a noise image z to a sample of P(x | y);
+the critic D(y, x1, x2) scores two images for the same y. Training minimises
+the Wasserstein-1 distance between G(y, ·) and P(x | y) through its
+Kantorovich–Rubinstein dual, with a gradient penalty as Lipschitz device
+(Gulrajani et al. 2017).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..metrics import psnr
+from ..operators import Geometry, RayTransform
+from .networks import UNet
+
+#: keys of params.yaml `methods.cwgan` that shape the generator network
+GENERATOR_KEYS = ("channels", "depth", "z_channels", "filter")
+
+
+class ConditionalGenerator(nn.Module):
+    """G(y, z) = FBP(y) + U-Net(FBP(y), z): operator-aware through the FBP of y,
+    stochastic through `z_channels` image-sized standard-normal channels."""
+
+    def __init__(self, operator: RayTransform, channels: int = 32, depth: int = 3, z_channels: int = 4, filter: str = "hann") -> None:
+        super().__init__()
+        self.operator, self.filter, self.z_channels = operator, filter, z_channels
+        self.unet = UNet(channels, depth, in_channels=1 + z_channels)
+
+    def initial(self, y: torch.Tensor) -> torch.Tensor:
+        """The operator-aware starting image FBP(y), (B, 1, N, N)."""
+        return self.operator.fbp(y, self.filter)
+
+    def refine(self, start: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """One sample per row of `start` (an FBP image) and `z`."""
+        return self.unet(torch.cat([start, z], dim=1))
+
+    def noise(self, start: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        shape = (start.shape[0], self.z_channels, *start.shape[2:])
+        return torch.randn(shape, generator=generator, dtype=start.dtype, device="cpu" if generator else start.device).to(start.device)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        start = self.initial(y)
+        return self.refine(start, self.noise(start))
+
+
+class PairCritic(nn.Module):
+    """D(y, x1, x2): strided convolutions over [x1, x2, FBP(y)], averaged to one score.
+
+    No batch normalisation: the gradient penalty is per sample, which batch
+    statistics would couple.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        for i in range(depth):
+            layers += [nn.Conv2d(width * 2**i, width * 2 ** (i + 1), 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.score = nn.Linear(width * 2**depth, 1)
+
+    def forward(self, pair: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """(B, 2, N, N) pairs and (B, 1, N, N) FBP images -> (B,) scores."""
+        return self.score(self.features(torch.cat([pair, start], dim=1)).mean(dim=(2, 3))).squeeze(1)
+
+
+def random_order_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, 2, N, N): [a, b] or [b, a], each order with probability 1/2 per item,
+    so that the critic cannot tell which slot holds the real image."""
+    swap = torch.rand(a.shape[0], 1, 1, 1, device=a.device) < 0.5
+    return torch.cat([torch.where(swap, b, a), torch.where(swap, a, b)], dim=1)
+
+
+class CWGANModule(L.LightningModule):
+    """Trains the conditional WGAN; its estimate is the mean of K samples.
+
+    Same constructor signature as ReconstructionModule so that tasks/train.py
+    and load_checkpoint build either one from a checkpoint's hyper-parameters;
+    `network` is params.yaml `methods.cwgan` (generator, critic, training and
+    sampling options), `lr`/`beta2` of the shared `train` section are ignored
+    in favour of the GAN's own `network["lr"]` and WGAN-GP's Adam betas.
+    """
+
+    def __init__(self, method: str, geometry: dict, network: dict, lr: float = 1e-3, beta2: float = 0.99) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # n_critic critic steps per generator step
+        operator = RayTransform.from_geometry(Geometry(**geometry))
+        self.options = dict(network)
+        self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})
+        self.critic = PairCritic(network["critic_width"], network["depth"])
+
+    # --- sampling ---------------------------------------------------------------
+    def sample(self, y: torch.Tensor, k: int, generator: torch.Generator | None = None, chunk: int = 256) -> torch.Tensor:
+        """k posterior samples per item of y: (B, k, 1, N, N). Draws at most
+        `chunk` images per generator call to bound memory."""
+        start = self.generator.initial(y)
+        batch, size = start.shape[0], start.shape[2:]
+        repeated = start.repeat_interleave(k, dim=0)
+        out = [
+            self.generator.refine(part, self.generator.noise(part, generator))
+            for part in repeated.split(max(1, chunk), dim=0)
+        ]
+        return torch.cat(out).view(batch, k, 1, *size)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """The estimate: the mean of `samples` (K) posterior samples, (B, 1, N, N)."""
+        return self.sample(y, self.options["samples"]).mean(dim=1)
+
+    # --- training -----------------------------------------------------------------
+    def _critic_loss(self, x: torch.Tensor, start: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+        """Adler & Öktem's device against mode collapse: the critic compares a
+        pair (real, generated) with a pair (generated, generated) for the same
+        y, in random order. A generator that ignores z produces identical
+        generated pairs, which the critic tells apart from real ones at once."""
+        real = random_order_pair(x, fakes[:, 0])
+        fake = random_order_pair(fakes[:, 1], fakes[:, 2])
+        return self.critic(fake, start).mean() - self.critic(real, start).mean(), real, fake
+
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+        between = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.critic(between, start).sum(), between, create_graph=True)
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    def _three_samples(self, start: torch.Tensor) -> torch.Tensor:
+        repeated = start.repeat_interleave(3, dim=0)
+        return self.generator.refine(repeated, self.generator.noise(repeated)).view(start.shape[0], 3, *start.shape[1:])
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        y, x = batch
+        opt_generator, opt_critic = self.optimizers()
+        clip = self.options["gradient_clip"]
+        with torch.no_grad():
+            start = self.generator.initial(y)
+        # n_critic critic steps on this batch with fresh z each, then one
+        # generator step: every batch moves the generator, also when an epoch
+        # has fewer than n_critic batches (the smoke scale).
+        self.toggle_optimizer(opt_critic)
+        for _ in range(self.options["n_critic"]):
+            with torch.no_grad():
+                fakes = self._three_samples(start)
+            wasserstein, real, fake = self._critic_loss(x, start, fakes)
+            critic_loss = wasserstein + self.options["gp_weight"] * self._gradient_penalty(real, fake, start)
+            self._check_finite(critic_loss, "critic", batch_idx)
+            opt_critic.zero_grad()
+            self.manual_backward(critic_loss)
+            # by hand: Trainer's gradient_clip_val is refused with manual optimisation
+            self.clip_gradients(opt_critic, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt_critic.step()
+        self.untoggle_optimizer(opt_critic)
+
+        self.toggle_optimizer(opt_generator)
+        wasserstein, _, _ = self._critic_loss(x, start, self._three_samples(start))
+        generator_loss = -wasserstein
+        self._check_finite(generator_loss, "generator", batch_idx)
+        opt_generator.zero_grad()
+        self.manual_backward(generator_loss)
+        self.clip_gradients(opt_generator, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt_generator.step()
+        self.untoggle_optimizer(opt_generator)
+        self.log_dict({"critic_loss": critic_loss.detach(), "wasserstein": -wasserstein.detach()}, prog_bar=True)
+
+    def _check_finite(self, loss: torch.Tensor, which: str, batch_idx: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite {which} loss ({float(loss.detach())}) at batch {batch_idx}; the last good checkpoint is kept"
+            )
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        y, x = batch
+        self.log("val_psnr", psnr(self(y), x).mean(), prog_bar=True, on_epoch=True)
+
+    def configure_optimizers(self):
+        # Adam betas (0.5, 0.9): the usual WGAN-GP choice (Gulrajani et al. use
+        # beta1 = 0); a large beta1 lags behind the moving critic.
+        lr = self.options["lr"]
+        return (
+            torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.9)),
+            torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9)),
+        )

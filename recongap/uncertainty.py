@@ -1,0 +1,239 @@
+"""What posterior samples say beyond their mean: pixel std, calibration of
+credible intervals, collapse checks, and a region-of-interest test.
+
+Samples are (B, K, 1, N, N) tensors (B items, K samples each) or (K, 1, N, N)
+/ (K, N, N) for one item, as drawn by a sampler such as `CWGANModule.sample`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch.nn.functional import max_pool2d
+
+from .datasets import DataError
+from .files import atomic_path
+
+Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+
+
+def pixel_std(samples: torch.Tensor) -> torch.Tensor:
+    """Pixelwise standard deviation over the sample axis (dim 1): (B, 1, N, N)."""
+    return samples.std(dim=1)
+
+
+def credible_coverage(samples: torch.Tensor, truth: torch.Tensor, level: float = 0.9) -> torch.Tensor:
+    """Per item, the fraction of true pixels inside the central `level`
+    pixelwise credible interval of the samples: (B,). Ideal value: `level`."""
+    if samples.shape[0] != truth.shape[0] or samples.shape[2:] != truth.shape[1:]:
+        raise ValueError(f"samples {tuple(samples.shape)} do not match truth {tuple(truth.shape)} as (B, K, *image)")
+    if not 0 < level < 1:
+        raise ValueError(f"credible level must be in (0, 1), got {level}")
+    tail = (1 - level) / 2
+    bounds = torch.quantile(samples.flatten(2).double(), torch.tensor([tail, 1 - tail], dtype=torch.float64), dim=1)
+    flat = truth.flatten(1).double()
+    return ((flat >= bounds[0]) & (flat <= bounds[1])).double().mean(dim=1)
+
+
+def surrounding_ring(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The pixels within `width` pixels (chessboard distance) of `mask`, mask excluded."""
+    m = mask.bool()
+    grown = max_pool2d(m[None, None].float(), 2 * width + 1, stride=1, padding=width)[0, 0] > 0
+    return grown & ~m
+
+
+def roi_exceedance_probability(samples: torch.Tensor, mask: torch.Tensor, ring_width: int = 3) -> float:
+    """Posterior probability that the mean intensity inside `mask` exceeds the
+    mean over its surrounding ring of `ring_width` pixels, estimated as the
+    fraction of samples for which it does: Adler & Öktem's lesion test.
+
+    samples: (K, 1, N, N) or (K, N, N) for one item; mask: (N, N) boolean.
+    """
+    images = samples.reshape(samples.shape[0], *samples.shape[-2:])
+    if mask.shape != images.shape[1:]:
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from the samples' image shape {tuple(images.shape[1:])}")
+    inside = mask.bool()
+    if not inside.any():
+        raise ValueError("mask is empty")
+    ring = surrounding_ring(inside, ring_width)
+    if not ring.any():
+        raise ValueError("mask leaves no surrounding ring inside the image")
+    return float((images[:, inside].mean(1) > images[:, ring].mean(1)).double().mean())
+
+
+def disk_mask(size: int, centre: tuple[float, float], radius: float) -> torch.Tensor:
+    """(size, size) boolean disk; centre (row, column) and radius in pixels."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+def is_collapsed(samples: torch.Tensor, floor: float) -> bool:
+    """True when the mean pixel std over items is at most `floor`: a sampler
+    whose draws for one y barely differ (e.g. a generator that ignores z)."""
+    return float(pixel_std(samples).mean()) <= floor
+
+
+# --- MCMC reference ----------------------------------------------------------------
+@dataclass
+class ReferencePosterior:
+    """Per test item: posterior mean and std (B, 1, N, N), samples (B, S, 1, N, N)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    samples: torch.Tensor
+
+
+REFERENCE_KEYS = ("mean", "std", "samples")
+
+
+def read_reference(folder: str | Path, items: int, size: int) -> ReferencePosterior | None:
+    """The MCMC reference in `folder`: one `*.npz` per test item, in item order
+    by file name, each with `mean` and `std` (N, N) and `samples` (S, N, N)
+    (a singleton channel axis is accepted). None when the folder is absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.glob("*.npz"))
+    if len(files) != items:
+        raise DataError(f"{folder}: {len(files)} reference item file(s) (*.npz), the test split has {items}")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in REFERENCE_KEYS}
+    for f in files:
+        with np.load(f) as data:
+            missing = [k for k in REFERENCE_KEYS if k not in data]
+            if missing:
+                raise DataError(f"{f}: missing key(s) {missing}; expected {list(REFERENCE_KEYS)}")
+            for k in REFERENCE_KEYS:
+                a = torch.from_numpy(np.asarray(data[k], dtype=np.float32))
+                one_image = k != "samples"
+                if a.shape[-2:] != (size, size) or (one_image and a.numel() != size * size):
+                    expected = f"({size}, {size})" if one_image else f"(S, {size}, {size})"
+                    raise DataError(f"{f}: {k!r} has shape {tuple(a.shape)}, expected {expected}")
+                parts[k].append(a.reshape(-1, size, size) if not one_image else a.reshape(size, size))
+    counts = {len(s) for s in parts["samples"]}
+    if len(counts) > 1:
+        raise DataError(f"{folder}: items have different sample counts {sorted(counts)}")
+    return ReferencePosterior(
+        mean=torch.stack(parts["mean"])[:, None],
+        std=torch.stack(parts["std"])[:, None],
+        samples=torch.stack(parts["samples"])[:, :, None],
+    )
+
+
+def std_correlation(std: torch.Tensor, reference_std: torch.Tensor) -> torch.Tensor:
+    """Per item, the Pearson correlation of two std maps: (B,)."""
+    a, b = std.flatten(1).double(), reference_std.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
+
+
+# --- evaluation of a sampler ----------------------------------------------------------
+def draw_samples(sampler: Sampler, y: torch.Tensor, k: int, batch_size: int, seed: int = 0) -> torch.Tensor:
+    """k samples for every item of y, batch by batch, seeded: (B, k, 1, N, N)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return torch.cat([sampler(y[i : i + batch_size], k, generator) for i in range(0, y.shape[0], batch_size)])
+
+
+def calibration(samples: torch.Tensor, truth: torch.Tensor, std_floor: float, reference: ReferencePosterior | None,
+                reference_folder: str | Path) -> dict:
+    """The calibration summary that evaluate writes under the sampler's name."""
+    std = pixel_std(samples)
+    summary = {
+        "samples_per_item": int(samples.shape[1]),
+        "coverage_90": float(credible_coverage(samples, truth).mean()),
+        "mean_pixel_std": float(std.mean()),
+        "std_floor": std_floor,
+        "collapsed": is_collapsed(samples, std_floor),
+    }
+    if reference is None:
+        summary["mcmc"] = f"skipped: no MCMC reference at {reference_folder}"
+    else:
+        summary["mcmc"] = {
+            "coverage_90": float(credible_coverage(reference.samples, truth).mean()),
+            "mean_pixel_std": float(reference.std.mean()),
+            "std_correlation": float(std_correlation(std, reference.std).mean()),
+        }
+    return summary
+
+
+def save_gallery(path: str | Path, truth: torch.Tensor, samples: torch.Tensor, shown: int = 4) -> None:
+    """Rows: items; columns: truth, sample mean, pixel std, `shown` samples."""
+    mean, std = samples.mean(1), pixel_std(samples)
+    shown = min(shown, samples.shape[1])
+    columns = ["truth", "mean", "std", *[f"sample {i + 1}" for i in range(shown)]]
+    fig = Figure(figsize=(2 * len(columns), 2 * truth.shape[0]))
+    axes = fig.subplots(truth.shape[0], len(columns), squeeze=False)
+    low, high = float(truth.min()), float(truth.max())
+    for r in range(truth.shape[0]):
+        images = [truth[r, 0], mean[r, 0], std[r, 0], *[samples[r, i, 0] for i in range(shown)]]
+        for c, (title, image) in enumerate(zip(columns, images)):
+            ax = axes[r, c]
+            if title == "std":
+                ax.imshow(image.numpy(), cmap="magma", vmin=0)
+            else:
+                ax.imshow(image.numpy(), cmap="gray", vmin=low, vmax=high)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+
+
+def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: int, std_floor: float, batch_size: int,
+                   reference_folder: str | Path, gallery: str | Path, gallery_items: int = 4) -> dict:
+    """K samples per test item -> calibration summary (with the MCMC reference
+    when `reference_folder` holds one) and the gallery PNG."""
+    start = time.perf_counter()
+    samples = draw_samples(sampler, y, k, batch_size)
+    seconds = (time.perf_counter() - start) / y.shape[0]
+    reference = read_reference(reference_folder, y.shape[0], truth.shape[-1])
+    summary = calibration(samples, truth, std_floor, reference, reference_folder)
+    summary["sampling_seconds_per_item"] = seconds
+    save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])
+    return summary
+
+
+def main() -> None:
+    """ROI test from the command line: a checkpoint, a test split, an item, a disk."""
+    import argparse
+    import json
+
+    from .datasets import read_split
+    from .operators import Geometry
+    from .reconstructors.lightning import load_checkpoint
+
+    parser = argparse.ArgumentParser(description="P(mean inside a disk > mean of its ring | y) from a sampler's draws.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("split", help="an HDF5 split written by tasks.simulate, e.g. data/ellipses/test.h5")
+    parser.add_argument("--method", default="cwgan")
+    parser.add_argument("--item", type=int, default=0)
+    parser.add_argument("--centre", type=float, nargs=2, required=True, metavar=("ROW", "COL"))
+    parser.add_argument("--radius", type=float, required=True)
+    parser.add_argument("--ring", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=1000)
+    args = parser.parse_args()
+
+    split = read_split(args.split)
+    if not 0 <= args.item < split.images.shape[0]:
+        raise SystemExit(f"{args.split}: --item {args.item} outside 0..{split.images.shape[0] - 1}")
+    sampler = load_checkpoint(args.checkpoint, args.method, Geometry(**split.attrs["config"]["geometry"]))
+    y = torch.from_numpy(split.measurements[args.item : args.item + 1])
+    truth = torch.from_numpy(split.images[args.item, 0])
+    mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)
+    samples = draw_samples(sampler.sample, y, args.samples, batch_size=1)[0]
+    ring = surrounding_ring(mask, args.ring)
+    print(json.dumps({
+        "item": args.item, "centre": args.centre, "radius": args.radius, "ring": args.ring, "samples": args.samples,
+        "probability_inside_exceeds_ring": roi_exceedance_probability(samples, mask, args.ring),
+        "truth_inside_minus_ring": float(truth[mask].mean() - truth[ring].mean()),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The conditional WGAN sampler: shapes, randomness, the collapse check, training, checkpoints."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from recongap.config.schema import CWGANParams
+from recongap.operators import RayTransform
+from recongap.reconstructors.cwgan import CWGANModule
+from recongap.reconstructors.lightning import load_checkpoint
+from recongap.uncertainty import draw_samples, is_collapsed
+
+SIZE = 16
+TINY = CWGANParams(channels=4, depth=2, z_channels=2, critic_width=4, n_critic=2, samples=4).model_dump()
+
+
+def _module(**changes) -> CWGANModule:
+    torch.manual_seed(0)
+    geometry = RayTransform(SIZE, angles=5).geometry.resolved()
+    return CWGANModule("cwgan", geometry, {**TINY, **changes})
+
+
+def _data(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, SIZE, SIZE, generator=g)
+    return RayTransform(SIZE, angles=5)(x), x
+
+
+def test_samples_differ_and_forward_is_their_mean():
+    module = _module().eval()
+    y, _ = _data(3)
+    with torch.no_grad():
+        samples = module.sample(y, 5, torch.Generator().manual_seed(0))
+        again = module.sample(y, 5, torch.Generator().manual_seed(0))
+        estimate = module(y)
+    assert samples.shape == (3, 5, 1, SIZE, SIZE) and estimate.shape == (3, 1, SIZE, SIZE)
+    assert torch.equal(samples, again)  # seeded draws repeat
+    assert float((samples[:, 0] - samples[:, 1]).abs().max()) > 0
+    # chunked drawing gives the same samples as one call
+    assert torch.allclose(module.sample(y, 5, torch.Generator().manual_seed(0), chunk=2).detach(), samples, atol=1e-6)
+
+
+def test_collapse_check_flags_a_generator_that_ignores_z():
+    module = _module().eval()
+    y, _ = _data(4)
+    floor = 1e-4  # an untrained generator's spread is small (~5e-3 here) but not zero
+    healthy = draw_samples(module.sample, y, 8, batch_size=2)
+    assert not is_collapsed(healthy, floor)
+    with torch.no_grad():
+        first = module.generator.unet.down[0][0]
+        first.weight[:, 1:] = 0  # the z channels no longer reach the network
+    ignoring_z = draw_samples(module.sample, y, 8, batch_size=2)
+    assert is_collapsed(ignoring_z, floor)
+
+
+def test_training_steps_move_both_networks_and_log_val_psnr(tmp_path):
+    module = _module()
+    generator_before = [p.detach().clone() for p in module.generator.parameters()]
+    critic_before = [p.detach().clone() for p in module.critic.parameters()]
+    y, x = _data(8)
+    loader = DataLoader(TensorDataset(y, x), batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="logs", version=0),
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )
+    trainer.fit(module, loader, loader)
+    assert any(not torch.equal(a, b) for a, b in zip(generator_before, module.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, module.critic.parameters()))
+    assert "val_psnr" in trainer.callback_metrics and torch.isfinite(trainer.callback_metrics["val_psnr"])
+    # two batches x (n_critic critic steps + 1 generator step)
+    assert trainer.global_step == 2 * (TINY["n_critic"] + 1)
+
+
+def test_nan_loss_is_reported():
+    module = _module()
+    with pytest.raises(FloatingPointError, match="non-finite critic loss .* batch 3"):
+        module._check_finite(torch.tensor(float("nan")), "critic", 3)
+
+
+def test_checkpoint_round_trip_and_refusal(tmp_path):
+    module = _module()
+    path = tmp_path / "best.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    geometry = module.generator.operator.geometry
+    loaded = load_checkpoint(path, "cwgan", geometry)
+    assert isinstance(loaded, CWGANModule) and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), module.state_dict().values()))
+    with pytest.raises(ValueError, match="checkpoint is for method 'cwgan', asked for 'lpd'"):
+        load_checkpoint(path, "lpd", geometry)
