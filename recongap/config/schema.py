@@ -98,6 +98,12 @@ class EvaluateParams(Strict):
     report_items: int = Field(default=4, ge=1, le=16)
 
 
+class RegistryParams(Strict):
+    promotion_margin_db: float = Field(
+        default=0.1, ge=0, description="test PSNR (dB) by which a challenger must beat the champion to replace it"
+    )
+
+
 class OrchestrationParams(Strict):
     """How the Prefect flows drive DVC stages (no effect on results)."""
 
@@ -115,6 +121,7 @@ class Params(Strict):
     methods: MethodParams = MethodParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams = RegistryParams()
     orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")
