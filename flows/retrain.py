@@ -10,7 +10,11 @@
    commit and writes experiment refs, where a worker's checkout just moves on.
 2. `dvc repro` of exactly the stages DVC's graph puts downstream of
    `simulate@NAME` (simulate, train, evaluate, register, report), one task each.
-3. `promote` (tasks.promote): challengers become champions only when better.
+3. Promotion: the `register@NAME` stage registers every trained model as a new
+   version (alias challenger) and then runs `tasks.promote`, so promotion is
+   the last of those stages. Running tasks.promote once more from this flow
+   would rewrite that stage's output and leave it stale in DVC's eyes; the
+   `promote` flow is there to trigger it by hand from the UI.
 
     python -m flows.retrain ellipses [SEED]
 """
@@ -26,7 +30,6 @@ from prefect.runtime import flow_run
 from ruamel.yaml import YAML
 
 from flows.dvc_stages import repo_lock, repo_root, run_stages, stages_downstream_of
-from flows.promote import promote
 from recongap.config import load_catalogue
 from recongap.files import atomic_path
 
@@ -51,7 +54,8 @@ def set_data_seed(catalogue_path: Path, pipeline: str, seed: int) -> None:
 
 @flow(name="retrain", log_prints=True)
 def retrain(pipeline: str, seed: int | None = None, repo: str | None = None) -> dict[str, str]:
-    """New data for `pipeline`, reproduce what depends on it, then promote.
+    """New data for `pipeline`, reproduce what depends on it (up to register
+    and promote).
 
     Returns each reproduced stage's final state name."""
     root = repo_root(repo)
@@ -64,7 +68,6 @@ def retrain(pipeline: str, seed: int | None = None, repo: str | None = None) -> 
     with repo_lock(root):
         set_data_seed(catalogue_path, pipeline, seed)
         outcome = run_stages(stages_downstream_of(root, f"simulate@{pipeline}"), root)
-        promote(pipeline, repo=str(root))
     return outcome
 
 
