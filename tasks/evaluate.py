@@ -25,6 +25,7 @@ from recongap.priors import shepp_logan
 from recongap.reconstructors import get_method
 from recongap.reconstructors.lightning import load_checkpoint
 
+from . import tracking
 from .common import load_configs, run_stage, stage_parser
 
 PSNR_NOTE = "PSNR data range: max - min of each ground-truth image"
@@ -82,6 +83,7 @@ def main() -> None:
     reports = Path(args.reports) / args.pipeline
     write_text_atomic(reports / "metrics.md", markdown_table(summary))
     save_grid(reports / "grid.png", x[: settings.report_items], images)
+    tracking.log_evaluation(args.pipeline, summary, reports)
 
 
 def method_instances(args, params, catalogue, geometry, operator, val):

@@ -140,3 +140,19 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+REPORT_ARTEFACTS = ("grid.png", "metrics.md", "gap.md", "gap.png")
+
+
+def log_evaluation(pipeline: str, summary: dict, reports: Path) -> str:
+    """The evaluate stage's run: per-method final metrics (`<method>.<metric>`)
+    and the report artefacts present in `reports`."""
+    metrics = {
+        f"{method}.{key}": float(value["mean"])
+        for method, result in summary["methods"].items()
+        for key, value in result.items()
+        if isinstance(value, dict) and "mean" in value
+    }
+    params = {"scale": summary["scale"], "test_items": summary["test_items"]}
+    return log_stage(pipeline, f"evaluate@{pipeline}", params, metrics, [reports / name for name in REPORT_ARTEFACTS])

@@ -174,3 +174,43 @@ def test_served_champion_answers_a_scoring_request(store):
         except subprocess.TimeoutExpired:
             server.kill()
     assert predictions.shape == (2, 1, 16, 16) and np.isfinite(predictions).all()
+
+
+def test_train_and_register_runs_are_tracked(store):
+    """The train stage logged params and per-epoch val_psnr through MLFlowLogger, tagged with the git revision."""
+    import mlflow
+
+    client = _client(store)
+    experiment = client.get_experiment_by_name(PIPELINE)
+    assert experiment.artifact_location.startswith((store / "mlartifacts").as_uri())
+    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = 'train@{PIPELINE}-{METHOD}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert "val_psnr" in run.data.metrics and run.data.tags["git_revision"] != "unknown"
+    assert any(key.endswith("width") and value == "4" for key, value in run.data.params.items())
+    assert mlflow.__version__  # the store was written by the pinned MLflow
+
+
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT, capture_output=True, text=True, env=_env(tmp))
+
+
+def test_cli_reconstructs_with_the_champion(store):
+    out = store / "recon.npy"
+    result = _cli(store, "reconstruct", "--model", f"{NAME}@champion", "--input", str(store / "data" / PIPELINE / "test.h5"), "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(out).shape == (4, 1, 16, 16)
+
+
+def test_cli_errors_say_what_to_run(store):
+    test_file = str(store / "data" / PIPELINE / "test.h5")
+    alias = _cli(store, "reconstruct", "--model", f"{NAME}@best", "--input", test_file, "--output", str(store / "x.npy"))
+    assert alias.returncode == 2 and "has no alias 'best'" in alias.stderr and "tasks.promote" in alias.stderr
+    missing = _cli(store, "reconstruct", "--model", "ellipses-unet@champion", "--input", test_file, "--output", str(store / "x.npy"))
+    assert missing.returncode == 2 and "no registered model 'ellipses-unet'" in missing.stderr and "dvc repro register@ellipses" in missing.stderr
+    env = _env(store)
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{_free_port()}"
+    cmd = [sys.executable, "-m", "tasks.register", PIPELINE, *_paths(store), "--params", str(store / "params.yaml"), "--pipelines", str(store / "pipelines.yaml")]
+    server = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert server.returncode == 2 and "does not answer" in server.stderr and "mlflow server" in server.stderr
+    assert "Traceback" not in server.stderr
