@@ -76,7 +76,8 @@ def env(repo, tmp_path_factory) -> dict[str, str]:
         MLFLOW_DISABLE_TELEMETRY="true",
         RECONGAP_CACHE_DIR=str(tmp_path_factory.mktemp("matrix-cache")),
     )
-    env.pop("PREFECT_PROFILES_PATH", None)
+    for name in ("PREFECT_PROFILES_PATH", "MLFLOW_TRACKING_URI", "RECONGAP_ARTIFACT_LOCATION"):
+        env.pop(name, None)  # the copy's own embedded stores
     return env
 
 
@@ -139,7 +140,7 @@ def test_scheduled_retrain_runs_through_a_worker(server, env, repo):
         cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        output, _ = worker.communicate(timeout=420)
+        output, _ = worker.communicate(timeout=1200)  # ~3 min alone on 2 cores; more when the cores are shared
     finally:
         _stop(worker)
     deadline = time.monotonic() + 60
@@ -151,8 +152,10 @@ def test_scheduled_retrain_runs_through_a_worker(server, env, repo):
     # the stages ran: one task per stage downstream of simulate@ellipses, the data has the new seed
     tasks = _api(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
     ran = {t["name"] for t in tasks if t["state"]["type"] == "COMPLETED"}
-    assert {"simulate@ellipses", "train@ellipses-lpd", "evaluate@ellipses"} <= ran
+    assert {"simulate@ellipses", "train@ellipses-lpd", "evaluate@ellipses", "register@ellipses"} <= ran
     assert not any(name.endswith("@gaussian_field") for name in ran)
     assert "seed: 123" in (repo / "pipelines.yaml").read_text()
     assert json.loads((repo / "metrics" / "ellipses.json").read_text())["scale"] == "smoke"
     assert (repo / "models" / "ellipses" / "lpd" / "best.ckpt").exists()
+    registry = json.loads((repo / "reports" / "registry" / "ellipses.json").read_text())
+    assert registry, "register@ellipses wrote no promotion summary"
