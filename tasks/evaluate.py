@@ -27,6 +27,7 @@ from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reconstructors.lightning import load_checkpoint
 from recongap.uncertainty import assess_sampler
 
+from . import tracking
 from .common import load_configs, run_stage, stage_parser
 from .gap import MCMCReference, add_mcmc_reference, marked, write_gap_reports
 
@@ -99,6 +100,7 @@ def main() -> None:
     save_grid(reports / "grid.png", x[: settings.report_items], images)
     if reference_dir.exists():
         write_gap_reports(reports, summary)
+    tracking.log_evaluation(args.pipeline, summary, reports)
 
 
 def method_instances(args, params, catalogue, geometry, operator, val):

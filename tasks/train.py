@@ -20,6 +20,7 @@ from recongap.config import ConfigError
 from recongap.datasets import read_attrs
 from recongap.reconstructors.lightning import PairedDataModule, lightning_module
 
+from . import tracking
 from .common import load_configs, run_stage, stage_parser
 
 
@@ -52,6 +53,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
+    mlflow_logger = tracking.lightning_logger(args.pipeline, f"train@{args.pipeline}-{args.method}")
+    mlflow_logger.log_hyperparams(config)
     L.seed_everything(settings.seed, workers=True)
     module = lightning_module(args.method)(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
     trainer = L.Trainer(
@@ -63,7 +66,7 @@ def main() -> None:
         deterministic="warn",
         # manual optimisation (cwgan) clips by hand; Trainer refuses to
         gradient_clip_val=settings.gradient_clip if module.automatic_optimization else None,
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=0),
+        logger=[L.pytorch.loggers.CSVLogger(out, name="logs", version=0), mlflow_logger],
         callbacks=[
             ModelCheckpoint(dirpath=out, filename="best", monitor="val_psnr", mode="max", save_last=True),
             EarlyStopping(monitor="val_psnr", mode="max", patience=settings.early_stopping_patience),

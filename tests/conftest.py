@@ -17,6 +17,15 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["RECONGAP_CACHE_DIR"] = str(tmp_path_factory.mktemp("matrix-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stages under test log to a throw-away sqlite store, never the repo's mlflow.db."""
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    os.environ["RECONGAP_ARTIFACT_LOCATION"] = (store / "mlartifacts").as_uri()
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)

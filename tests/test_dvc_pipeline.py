@@ -92,6 +92,9 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         assert calibration["mcmc"].startswith("skipped: no MCMC reference")
         assert (repo / "reports" / pipeline / "cwgan_gallery.png").stat().st_size > 1000
         assert "| lpd |" in (repo / "reports" / pipeline / "metrics.md").read_text()
+        # register@PIPELINE leaves a champion for every learned method (tests' private MLflow store)
+        registry = json.loads((repo / "reports" / "registry" / f"{pipeline}.json").read_text())
+        assert {r["model"]: r["champion"] for r in registry["models"]} == {f"{pipeline}-{m}": "1" for m in ("postproc", "lgd", "lpd")}
     # FBP and TV are tuned on val even at this scale: TV beats FBP on ellipses
     ellipses = json.loads((repo / "metrics" / "ellipses.json").read_text())["methods"]
     assert ellipses["tv"]["psnr"]["mean"] > ellipses["fbp"]["psnr"]["mean"]

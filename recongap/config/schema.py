@@ -7,11 +7,13 @@ Every model forbids unknown keys, so a typo fails loudly. Errors come out as
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..operators.geometry import Geometry
 from ..priors import EllipsePrior, GaussianFieldPrior
@@ -113,6 +115,19 @@ class EvaluateParams(Strict):
     report_items: int = Field(default=4, ge=1, le=16)
 
 
+class RegistryParams(Strict):
+    promotion_margin_db: float = Field(
+        default=0.1, ge=0, description="test PSNR (dB) by which a challenger must beat the champion to replace it"
+    )
+
+
+class OrchestrationParams(Strict):
+    """How the Prefect flows drive DVC stages (no effect on results)."""
+
+    retries: int = Field(default=1, ge=0, le=10, description="extra attempts of a failed stage")
+    retry_delay_seconds: float = Field(default=10.0, ge=0, description="wait before a retry")
+
+
 ScaleName = Literal["smoke", "laptop", "paper"]
 
 
@@ -158,6 +173,8 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     reference: ReferenceParams = ReferenceParams()
+    registry: RegistryParams = RegistryParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")
     def _scale_defined(self) -> "Params":
@@ -235,8 +252,6 @@ class PipelineConfig(Strict):
     measurement_grid_factor: int = Field(
         default=1, ge=1, le=4, description=">1 simulates measurements on a finer grid (no inverse crime)"
     )
-    schedule: str | None = None
-
     @model_validator(mode="after")
     def _grid_factor_supported(self) -> "PipelineConfig":
         if self.measurement_grid_factor > 1 and self.prior.name != "ellipses":
@@ -255,6 +270,26 @@ class Pipelines(Strict):
     classical_methods: list[ClassicalMethod] = ["fbp", "tv"]
     learned_methods: list[LearnedMethod] = ["postproc", "lgd", "lpd"]
     pipelines: dict[str, PipelineConfig]
+    # Kept apart from `pipelines` because DVC tracks pipelines.NAME as the
+    # simulate stage's params: a new schedule must not make the data stale.
+    schedules: dict[str, str] = Field(default={}, description="pipeline -> cron (UTC) of its scheduled retraining")
+
+    @field_validator("schedules")
+    @classmethod
+    def _valid_crons(cls, schedules: dict[str, str]) -> dict[str, str]:
+        for name, cron in schedules.items():
+            try:
+                CronSim(cron, datetime(2000, 1, 1))
+            except CronSimError as e:
+                raise ValueError(f"{name}: {cron!r} is not a cron expression ({e})") from None
+        return schedules
+
+    @model_validator(mode="after")
+    def _schedules_name_pipelines(self) -> "Pipelines":
+        unknown = sorted(set(self.schedules) - set(self.pipelines))
+        if unknown:
+            raise ValueError(f"schedules for undefined pipeline(s) {unknown} (defined: {sorted(self.pipelines)})")
+        return self
 
 
 # --- loading -----------------------------------------------------------------------

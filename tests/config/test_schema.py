@@ -17,6 +17,8 @@ def test_committed_files_are_valid():
     pipelines = load_pipelines(ROOT / "pipelines.yaml")
     assert {"ellipses", "gaussian_field"} <= set(pipelines)
     assert pipelines["ellipses"].noise.relative_std == 0.05
+    assert load_catalogue(ROOT / "pipelines.yaml").schedules["ellipses"] == "0 3 * * 1"
+    assert params.orchestration.retries >= 0
 
 
 def _write(tmp_path: Path, name: str, edit) -> Path:
@@ -45,6 +47,9 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["forward"].update(geometry="cone"), "pipelines.ellipses.forward.geometry", "'parallel' or 'fan'"),
         ("pipelines.yaml", lambda d: d["pipelines"]["gaussian_field"].update(measurement_grid_factor=2), "pipelines.gaussian_field", "continuum"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"].pop("seed"), "pipelines.ellipses.seed", "Field required"),
+        ("pipelines.yaml", lambda d: d["schedules"].update(ellipses="0 3 * *"), "schedules", "'0 3 * *' is not a cron expression"),
+        ("pipelines.yaml", lambda d: d["schedules"].update(stars="0 3 * * 1"), "(top level)", "undefined pipeline(s) ['stars']"),
+        ("params.yaml", lambda d: d["orchestration"].update(retries=-1), "orchestration.retries", "greater than or equal to 0"),
     ],
 )
 def test_bad_config_names_file_key_and_rule(tmp_path, name, edit, key, rule):

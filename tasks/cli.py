@@ -1,0 +1,164 @@
+"""`recongap`: what a user does by hand, beside `dvc repro` and the Prefect UI.
+
+    recongap status                      stale DVC stages, champions and their metrics
+    recongap reconstruct --model ellipses-lpd@champion --input FILE.h5|.npy --output FILE.npy
+    recongap report                      docs/results.md from metrics/, and the champions
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from recongap.config import ConfigError, load_catalogue
+from recongap.datasets import DataError, read_split
+from recongap.files import atomic_path
+
+from . import tracking
+
+app = typer.Typer(help="recongap: learned CT reconstruction, measured against E[x|y].", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def stale_stages(repo_root: Path = Path(".")) -> dict[str, list]:
+    """{stage: what changed} for every stage DVC would re-run."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        return repo.status()
+
+
+def champions(pipelines_file: Path) -> list[dict]:
+    """One row per learned model of the catalogue: its champion version and tags."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    tracking.connect()
+    client = MlflowClient()
+    catalogue = load_catalogue(pipelines_file)
+    rows = []
+    for pipeline in catalogue.pipelines:
+        for method in catalogue.learned_methods:
+            name = f"{pipeline}-{method}"
+            try:
+                version = client.get_model_version_by_alias(name, "champion")
+            except MlflowException:
+                rows.append({"model": name, "champion": None})
+                continue
+            rows.append({"model": name, "champion": str(version.version), "test_psnr": version.tags.get("test_psnr"),
+                         "decision": version.tags.get("promotion_decision")})
+    return rows
+
+
+def _print_champions(pipelines_file: Path) -> None:
+    typer.echo(f"Champions in {tracking.tracking_uri()}:")
+    for row in champions(pipelines_file):
+        if row["champion"] is None:
+            pipeline = row["model"].rsplit("-", 1)[0]
+            typer.echo(f"  {row['model']}: no champion (run `dvc repro register@{pipeline}`)")
+        else:
+            typer.echo(f"  {row['model']}@champion = version {row['champion']}, test PSNR {row['test_psnr']} dB")
+
+
+@app.command()
+def status(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipeline catalogue")) -> None:
+    """Which DVC stages are stale, which models are champions (with their metrics)."""
+    try:
+        stale = stale_stages()
+        typer.echo("DVC: everything up to date" if not stale else f"DVC: {len(stale)} stale stage(s) (run `dvc repro`):")
+        for stage, changes in sorted(stale.items()):
+            typer.echo(f"  {stage}: {changes}")
+        _print_champions(pipelines)
+    except (ConfigError, DataError) as e:
+        _fail(str(e))
+
+
+def load_registered(model: str):
+    """models:/NAME@ALIAS (or NAME/VERSION) as a pyfunc, with errors that say what to run."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    tracking.connect()
+    name, sep, alias = model.partition("@")
+    if not sep:
+        raise ConfigError(f"--model {model!r}: write NAME@ALIAS, e.g. ellipses-lpd@champion")
+    client = MlflowClient()
+    if not client.search_registered_models(f"name='{name}'"):
+        pipeline = name.rsplit("-", 1)[0]
+        raise ConfigError(
+            f"no registered model {name!r} in {tracking.tracking_uri()} (run `dvc repro register@{pipeline}` "
+            f"or `python -m tasks.register {pipeline}`)"
+        )
+    try:
+        client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        known = sorted({a for v in client.search_model_versions(f"name='{name}'") for a in v.aliases})
+        raise ConfigError(
+            f"model {name!r} has no alias {alias!r} (it has: {', '.join(known) or 'none'}); "
+            f"run `python -m tasks.promote {name.rsplit('-', 1)[0]}` to set champion"
+        ) from None
+    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+
+
+def read_measurements(path: Path) -> np.ndarray:
+    """Measurements (B, 1, angles, detectors) from a split file (.h5) or an array (.npy)."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".h5":
+        return read_split(path).measurements.astype(np.float32)
+    if path.suffix == ".npy":
+        y = np.load(path).astype(np.float32)
+        return y[None, None] if y.ndim == 2 else y[:, None] if y.ndim == 3 else y
+    raise DataError(f"{path}: expected a .h5 split or a .npy array of measurements")
+
+
+@app.command()
+def reconstruct(
+    model: str = typer.Option(..., help="registered model and alias, e.g. ellipses-lpd@champion"),
+    input: Path = typer.Option(..., "--input", help="measurements: a data/<pipeline>/*.h5 split or a .npy array"),
+    output: Path = typer.Option(..., help="where the reconstructions go (.npy)"),
+    samples: int = typer.Option(0, help="posterior samples per measurement (models that can sample)"),
+) -> None:
+    """Reconstruct measurements with a registered model."""
+    try:
+        y = read_measurements(input)
+        loaded = load_registered(model)
+        x = loaded.predict(y, params={"samples": samples} if samples else None)
+    except (ConfigError, DataError, ValueError) as e:
+        _fail(str(e))
+    with atomic_path(output) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, x)
+    typer.echo(f"{output}: {x.shape[0]} reconstruction(s) of shape {tuple(x.shape[1:])} from {model}")
+
+
+@app.command()
+def report(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipeline catalogue")) -> None:
+    """Write docs/results.md from metrics/ (the `report` stage), then list the champions."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "tasks.report"], env=env)
+    if done.returncode != 0:
+        raise typer.Exit(done.returncode)
+    typer.echo("docs/results.md written from metrics/")
+    try:
+        _print_champions(pipelines)
+    except (ConfigError, DataError) as e:
+        _fail(str(e))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""DVC stage `register` (first half): every trained learned model of a pipeline
+becomes a version of `<PIPELINE>-<METHOD>` in the MLflow registry.
+
+    python -m tasks.register PIPELINE
+
+A version carries the checkpoint's sha256 as a tag; a checkpoint already
+registered is skipped, so re-running never duplicates a version. The newest
+version gets the alias `challenger`; `python -m tasks.promote` decides about
+`champion`. The test PSNR at registration is a tag and a run metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recongap.datasets import DataError, read_split
+from recongap.evaluation import reconstruct_timed, score
+from recongap.operators import Geometry
+from recongap.reconstructors.lightning import load_checkpoint
+
+from . import tracking
+from .common import load_configs, run_stage, stage_parser
+
+CHECKPOINT_TAG = "checkpoint_sha256"
+
+
+def model_name(pipeline: str, method: str) -> str:
+    return f"{pipeline}-{method}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_psnr(reconstruct, test_file: Path, batch_size: int = 32) -> float:
+    """Mean PSNR (dB) of `reconstruct` over the test split, as evaluate scores it."""
+    test = read_split(test_file)
+    estimate, _ = reconstruct_timed(reconstruct, torch.from_numpy(test.measurements), batch_size)
+    return score(estimate, torch.from_numpy(test.images))["psnr"]["mean"]
+
+
+def find_version(client, name: str, checkpoint_hash: str):
+    """The version of `name` registered from this checkpoint, or None."""
+    for version in client.search_model_versions(f"name='{name}'"):
+        if version.tags.get(CHECKPOINT_TAG) == checkpoint_hash:
+            return version
+    return None
+
+
+def register_method(pipeline: str, method: str, models: Path, data: Path, batch_size: int) -> tuple[str, bool]:
+    """Register one checkpoint (or find it registered); alias it `challenger`.
+    Returns (version, whether it is new)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from .serving import Reconstructor
+
+    out = models / pipeline / method
+    checkpoint, config_file = out / "best.ckpt", out / "config.json"
+    for path in (checkpoint, config_file):
+        if not path.exists():
+            raise DataError(f"{path}: no trained model (run `dvc repro train@{pipeline}-{method}`)")
+    test_file = data / pipeline / "test.h5"
+    if not test_file.exists():
+        raise DataError(f"{test_file}: no test split (run `dvc repro simulate@{pipeline}`)")
+
+    name = model_name(pipeline, method)
+    client = MlflowClient()
+    digest = file_sha256(checkpoint)
+    existing = find_version(client, name, digest) if _model_exists(client, name) else None
+    if existing is not None:
+        return existing.version, False
+
+    config = json.loads(config_file.read_text())
+    module = load_checkpoint(checkpoint, method, Geometry(**config["geometry"]))
+    figure = test_psnr(module, test_file, batch_size)
+    example = read_split(test_file).measurements[:2].astype(np.float32)
+    with torch.no_grad():
+        signature = infer_signature(example, module(torch.from_numpy(example)).numpy(), params={"samples": 0})
+
+    tags = {**tracking.stage_tags(f"train@{pipeline}-{method}"), CHECKPOINT_TAG: digest, "test_psnr": f"{figure:.4f}"}
+    with mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), run_name=f"register-{method}", tags=tags):
+        mlflow.log_params({"method": method, "checkpoint": str(checkpoint)})
+        mlflow.log_metric("test_psnr", figure)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Reconstructor(),
+            artifacts={"checkpoint": str(checkpoint), "config": str(config_file)},
+            signature=signature,
+            # the package must be installed where the model is served
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "recongap"],
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, "challenger", version)
+    return version, True
+
+
+def _model_exists(client, name: str) -> bool:
+    return bool(client.search_registered_models(f"name='{name}'"))
+
+
+def main() -> None:
+    parser = stage_parser("Register every trained learned model of one pipeline in MLflow.", "pipeline")
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--models", default="models")
+    args = parser.parse_args()
+    params, catalogue = load_configs(args)
+    tracking.connect()
+    for method in catalogue.learned_methods:
+        version, new = register_method(args.pipeline, method, Path(args.models), Path(args.data), params.evaluate.batch_size)
+        state = f"registered version {version}, alias challenger" if new else f"checkpoint already registered as version {version}: nothing new"
+        print(f"{model_name(args.pipeline, method)}: {state}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

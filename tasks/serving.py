@@ -1,0 +1,41 @@
+"""The registry flavour of a learned reconstructor: an mlflow.pyfunc model
+whose artifacts are the Lightning checkpoint and its config.json.
+
+It loads in a fresh process from the installed package alone (this class is
+pickled by reference to `tasks.serving`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow.pyfunc
+import numpy as np
+import torch
+
+from recongap.operators import Geometry
+from recongap.reconstructors.lightning import load_checkpoint
+
+
+class Reconstructor(mlflow.pyfunc.PythonModel):
+    """predict(measurements (B, 1, angles, detectors) float32) -> images (B, 1, N, N);
+    with params={"samples": k} and a model that can sample, (B, k, N, N) samples."""
+
+    def load_context(self, context) -> None:
+        config = json.loads(open(context.artifacts["config"]).read())
+        self.geometry = Geometry(**config["geometry"])
+        self.module = load_checkpoint(context.artifacts["checkpoint"], config["method"], self.geometry)
+        self.data_shape = tuple(self.geometry.data_shape)
+
+    def predict(self, context, model_input, params: dict | None = None) -> np.ndarray:
+        y = np.asarray(model_input, dtype=np.float32)
+        if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != self.data_shape:
+            raise ValueError(f"measurements of shape {y.shape}: expected (batch, 1, {', '.join(map(str, self.data_shape))})")
+        samples = int((params or {}).get("samples") or 0)
+        with torch.no_grad():
+            y_t = torch.from_numpy(y)
+            if samples > 0:
+                if not hasattr(self.module, "sample"):
+                    raise ValueError(f"{self.module.hparams.method} is a point estimator: it cannot draw samples")
+                return self.module.sample(y_t, samples).numpy()
+            return self.module(y_t).numpy()

@@ -1,0 +1,216 @@
+"""Registry, gated promotion and serving on a real sqlite MLflow store, with
+a smoke-sized lpd trained by the real stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.conftest import ROOT
+
+PIPELINE, METHOD = "ellipses", "lpd"
+NAME = f"{PIPELINE}-{METHOD}"
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = os.environ.copy()
+    env.update(
+        PYTHONPATH=str(ROOT),
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+        RECONGAP_ARTIFACT_LOCATION=(tmp / "mlartifacts").as_uri(),
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _run(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", *args, "--params", str(tmp / "params.yaml"), "--pipelines", str(tmp / "pipelines.yaml")]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(tmp))
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def _paths(tmp: Path) -> list[str]:
+    return ["--data", str(tmp / "data"), "--models", str(tmp / "models")]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """Smoke data, one trained lpd, registered and promoted once."""
+    tmp = tmp_path_factory.mktemp("registry")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scale"] = "smoke"
+    params["scales"]["smoke"] = {"size": 16, "splits": {"train": 8, "val": 4, "test": 4}, "epochs": 1}
+    params["simulate"]["noise_calibration_samples"] = 8
+    params["methods"]["lpd"] = {"iterations": 2, "primal": 2, "dual": 2, "width": 4}
+    params["train"].update(batch_size=4)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    catalogue = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    catalogue["learned_methods"] = [METHOD]
+    (tmp / "pipelines.yaml").write_text(yaml.safe_dump(catalogue))
+    _run(tmp, "tasks.simulate", PIPELINE, "--out", str(tmp / "data"))
+    _run(tmp, "tasks.train", PIPELINE, METHOD, "--data", str(tmp / "data"), "--out", str(tmp / "models"))
+    _run(tmp, "tasks.register", PIPELINE, *_paths(tmp))
+    _run(tmp, "tasks.promote", PIPELINE, "--data", str(tmp / "data"), "--out", str(tmp / "registry"))
+    return tmp
+
+
+def _client(tmp: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_version_is_champion_with_recorded_psnr(store):
+    client = _client(store)
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert str(champion.version) == "1" and str(client.get_model_version_by_alias(NAME, "challenger").version) == "1"
+    assert champion.tags["promotion_decision"] == "promoted: first version"
+    assert np.isfinite(float(champion.tags["test_psnr"]))
+    summary = json.loads((store / "registry" / f"{PIPELINE}.json").read_text())
+    assert summary["models"][0]["champion"] == "1"
+
+
+def test_champion_loads_in_a_new_process_with_recorded_psnr(store):
+    """models:/NAME@champion in a fresh interpreter reproduces the registration PSNR."""
+    script = (
+        "import sys, json, mlflow, numpy as np, torch\n"
+        "from recongap.datasets import read_split\nfrom recongap.evaluation import score\n"
+        f"model = mlflow.pyfunc.load_model('models:/{NAME}@champion')\n"
+        "test = read_split(sys.argv[1])\n"
+        "out = model.predict(test.measurements.astype(np.float32))\n"
+        "print(json.dumps({'shape': list(out.shape), 'psnr': score(torch.from_numpy(out), torch.from_numpy(test.images))['psnr']['mean']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(store / "data" / PIPELINE / "test.h5")],
+        cwd=store, capture_output=True, text=True, env=_env(store),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    recorded = float(_client(store).get_model_version_by_alias(NAME, "champion").tags["test_psnr"])
+    assert got["shape"] == [4, 1, 16, 16]
+    assert got["psnr"] == pytest.approx(recorded, abs=1e-3)
+
+
+def test_register_again_is_a_no_op(store):
+    result = _run(store, "tasks.register", PIPELINE, *_paths(store))
+    assert "nothing new" in result.stdout
+    assert len(_client(store).search_model_versions(f"name='{NAME}'")) == 1
+
+
+def test_degraded_challenger_is_refused(store):
+    """A checkpoint with perturbed weights is registered, and promotion keeps the champion."""
+    checkpoint = store / "models" / PIPELINE / METHOD / "best.ckpt"
+    original = checkpoint.read_bytes()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for key, value in state["state_dict"].items():
+        if value.is_floating_point():
+            state["state_dict"][key] = value + 0.5 * torch.randn(value.shape, generator=generator)
+    torch.save(state, checkpoint)
+    try:
+        _run(store, "tasks.register", PIPELINE, *_paths(store))
+        result = _run(store, "tasks.promote", PIPELINE, "--data", str(store / "data"), "--out", str(store / "registry"))
+    finally:
+        checkpoint.write_bytes(original)
+    client = _client(store)
+    challenger = client.get_model_version_by_alias(NAME, "challenger")
+    assert str(challenger.version) == "2" and str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert challenger.tags["promotion_decision"].startswith("refused")
+    assert float(challenger.tags["challenger_psnr"]) < float(challenger.tags["champion_psnr"])
+    assert float(challenger.tags["promotion_margin_db"]) == 0.1
+    assert "refused" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_champion_answers_a_scoring_request(store):
+    from recongap.datasets import read_split
+
+    port = _free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(cmd, cwd=store, env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 90 s"
+                time.sleep(1)
+        y = read_split(store / "data" / PIPELINE / "test.h5").measurements[:2]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": y.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = np.asarray(json.loads(response.read())["predictions"])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert predictions.shape == (2, 1, 16, 16) and np.isfinite(predictions).all()
+
+
+def test_train_and_register_runs_are_tracked(store):
+    """The train stage logged params and per-epoch val_psnr through MLFlowLogger, tagged with the git revision."""
+    import mlflow
+
+    client = _client(store)
+    experiment = client.get_experiment_by_name(PIPELINE)
+    assert experiment.artifact_location.startswith((store / "mlartifacts").as_uri())
+    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = 'train@{PIPELINE}-{METHOD}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert "val_psnr" in run.data.metrics and run.data.tags["git_revision"] != "unknown"
+    assert any(key.endswith("width") and value == "4" for key, value in run.data.params.items())
+    assert mlflow.__version__  # the store was written by the pinned MLflow
+
+
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT, capture_output=True, text=True, env=_env(tmp))
+
+
+def test_cli_reconstructs_with_the_champion(store):
+    out = store / "recon.npy"
+    result = _cli(store, "reconstruct", "--model", f"{NAME}@champion", "--input", str(store / "data" / PIPELINE / "test.h5"), "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(out).shape == (4, 1, 16, 16)
+
+
+def test_cli_errors_say_what_to_run(store):
+    test_file = str(store / "data" / PIPELINE / "test.h5")
+    alias = _cli(store, "reconstruct", "--model", f"{NAME}@best", "--input", test_file, "--output", str(store / "x.npy"))
+    assert alias.returncode == 2 and "has no alias 'best'" in alias.stderr and "tasks.promote" in alias.stderr
+    missing = _cli(store, "reconstruct", "--model", "ellipses-unet@champion", "--input", test_file, "--output", str(store / "x.npy"))
+    assert missing.returncode == 2 and "no registered model 'ellipses-unet'" in missing.stderr and "dvc repro register@ellipses" in missing.stderr
+    env = _env(store)
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{_free_port()}"
+    cmd = [sys.executable, "-m", "tasks.register", PIPELINE, *_paths(store), "--params", str(store / "params.yaml"), "--pipelines", str(store / "pipelines.yaml")]
+    server = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert server.returncode == 2 and "does not answer" in server.stderr and "mlflow server" in server.stderr
+    assert "Traceback" not in server.stderr
