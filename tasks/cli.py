@@ -69,6 +69,19 @@ def _print_champions(pipelines_file: Path) -> None:
             typer.echo(f"  {row['model']}@champion = version {row['champion']}, test PSNR {row['test_psnr']} dB")
 
 
+def _describe(changes: list) -> str:
+    """DVC's status entry for a stage as 'path (what), ...'."""
+    parts = []
+    for change in changes:
+        if isinstance(change, dict):
+            for paths in change.values():
+                if isinstance(paths, dict):
+                    parts += [f"{path} ({what if isinstance(what, str) else 'modified'})" for path, what in paths.items()]
+        else:
+            parts.append(str(change))
+    return ", ".join(parts)
+
+
 @app.command()
 def status(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipeline catalogue")) -> None:
     """Which DVC stages are stale, which models are champions (with their metrics)."""
@@ -76,7 +89,7 @@ def status(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipe
         stale = stale_stages()
         typer.echo("DVC: everything up to date" if not stale else f"DVC: {len(stale)} stale stage(s) (run `dvc repro`):")
         for stage, changes in sorted(stale.items()):
-            typer.echo(f"  {stage}: {changes}")
+            typer.echo(f"  {stage}: {_describe(changes)}")
         _print_champions(pipelines)
     except (ConfigError, DataError) as e:
         _fail(str(e))

@@ -214,3 +214,11 @@ def test_cli_errors_say_what_to_run(store):
     server = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     assert server.returncode == 2 and "does not answer" in server.stderr and "mlflow server" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+def test_cli_status_lists_the_champion(store):
+    result = _cli(store, "status")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DVC:" in result.stdout
+    assert f"{NAME}@champion = version 1, test PSNR" in result.stdout
+    assert "ellipses-lgd: no champion (run `dvc repro register@ellipses`)" in result.stdout
