@@ -19,6 +19,7 @@ from torch.nn.functional import max_pool2d
 
 from .datasets import DataError
 from .files import atomic_path
+from .posterior.store import item_path, load_reference
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 
@@ -82,47 +83,40 @@ def is_collapsed(samples: torch.Tensor, floor: float) -> bool:
 # --- MCMC reference ----------------------------------------------------------------
 @dataclass
 class ReferencePosterior:
-    """Per test item: posterior mean and std (B, 1, N, N), samples (B, S, 1, N, N)."""
+    """The MCMC reference of some test items: their indices in the test split,
+    posterior mean and std (B, 1, N, N), samples (B, S, 1, N, N)."""
 
+    indices: list[int]
     mean: torch.Tensor
     std: torch.Tensor
     samples: torch.Tensor
 
 
-REFERENCE_KEYS = ("mean", "std", "samples")
-
-
-def read_reference(folder: str | Path, items: int, size: int) -> ReferencePosterior | None:
-    """The MCMC reference in `folder`: one `*.npz` per test item, in item order
-    by file name, each with `mean` and `std` (N, N) and `samples` (S, N, N)
-    (a singleton channel axis is accepted). None when the folder is absent."""
+def read_reference(folder: str | Path, size: int) -> ReferencePosterior | None:
+    """The reference stage's items in `folder` (recongap.posterior.store's
+    format); None when the folder is absent. The stage may cover only the first
+    items of the test split, so callers compare on `indices`."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    files = sorted(folder.glob("*.npz"))
-    if len(files) != items:
-        raise DataError(f"{folder}: {len(files)} reference item file(s) (*.npz), the test split has {items}")
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in REFERENCE_KEYS}
-    for f in files:
-        with np.load(f) as data:
-            missing = [k for k in REFERENCE_KEYS if k not in data]
-            if missing:
-                raise DataError(f"{f}: missing key(s) {missing}; expected {list(REFERENCE_KEYS)}")
-            for k in REFERENCE_KEYS:
-                a = torch.from_numpy(np.asarray(data[k], dtype=np.float32))
-                one_image = k != "samples"
-                if a.shape[-2:] != (size, size) or (one_image and a.numel() != size * size):
-                    expected = f"({size}, {size})" if one_image else f"(S, {size}, {size})"
-                    raise DataError(f"{f}: {k!r} has shape {tuple(a.shape)}, expected {expected}")
-                parts[k].append(a.reshape(-1, size, size) if not one_image else a.reshape(size, size))
-    counts = {len(s) for s in parts["samples"]}
+    try:
+        items = load_reference(folder)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if not items:
+        return None
+    means, stds, samples = [], [], []
+    for i, item in items.items():
+        for name in ("mean", "std"):
+            if getattr(item, name).size != size * size:
+                raise DataError(f"{item_path(folder, i)}: {name!r} has shape {getattr(item, name).shape}, expected {size}x{size} images")
+        means.append(torch.from_numpy(np.asarray(item.mean, dtype=np.float32)).reshape(1, size, size))
+        stds.append(torch.from_numpy(np.asarray(item.std, dtype=np.float32)).reshape(1, size, size))
+        samples.append(torch.from_numpy(np.asarray(item.samples, dtype=np.float32)).reshape(-1, 1, size, size))
+    counts = {len(s) for s in samples}
     if len(counts) > 1:
         raise DataError(f"{folder}: items have different sample counts {sorted(counts)}")
-    return ReferencePosterior(
-        mean=torch.stack(parts["mean"])[:, None],
-        std=torch.stack(parts["std"])[:, None],
-        samples=torch.stack(parts["samples"])[:, :, None],
-    )
+    return ReferencePosterior(list(items), torch.stack(means), torch.stack(stds), torch.stack(samples))
 
 
 def std_correlation(std: torch.Tensor, reference_std: torch.Tensor) -> torch.Tensor:
@@ -154,10 +148,13 @@ def calibration(samples: torch.Tensor, truth: torch.Tensor, std_floor: float, re
     if reference is None:
         summary["mcmc"] = f"skipped: no MCMC reference at {reference_folder}"
     else:
+        on = reference.indices  # the items the reference covers
         summary["mcmc"] = {
-            "coverage_90": float(credible_coverage(reference.samples, truth).mean()),
+            "items": len(on),
+            "coverage_90": float(credible_coverage(reference.samples, truth[on]).mean()),
+            "sampler_coverage_90_same_items": float(credible_coverage(samples[on], truth[on]).mean()),
             "mean_pixel_std": float(reference.std.mean()),
-            "std_correlation": float(std_correlation(std, reference.std).mean()),
+            "std_correlation": float(std_correlation(std[on], reference.std).mean()),
         }
     return summary
 
@@ -192,7 +189,7 @@ def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: in
     start = time.perf_counter()
     samples = draw_samples(sampler, y, k, batch_size)
     seconds = (time.perf_counter() - start) / y.shape[0]
-    reference = read_reference(reference_folder, y.shape[0], truth.shape[-1])
+    reference = read_reference(reference_folder, truth.shape[-1])
     summary = calibration(samples, truth, std_floor, reference, reference_folder)
     summary["sampling_seconds_per_item"] = seconds
     save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])

@@ -69,7 +69,7 @@ def main() -> None:
         "thin": settings.thin,
         "step_size": settings.step_size,
         "target_accept": settings.target_accept,
-        "leapfrog_steps": settings.leapfrog_steps,
+        "leapfrog_steps": budget.leapfrog_steps or settings.leapfrog_steps,
         "seed": settings.seed,
     }
     common = {

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from recongap.datasets import DataError
+from recongap.posterior.store import ItemReference, item_path, save_item
 from recongap.uncertainty import (
     calibration,
     credible_coverage,
@@ -68,22 +69,24 @@ def test_std_correlation_is_one_for_proportional_maps_and_minus_one_for_reversed
 
 
 def _write_reference(folder, items: int, size: int, generator) -> None:
-    folder.mkdir(parents=True)
+    """Items in the reference stage's own format (recongap.posterior.store)."""
     for i in range(items):
-        samples = torch.randn(50, size, size, generator=generator).numpy()
-        np.savez(folder / f"item_{i:04d}.npz", mean=samples.mean(0), std=samples.std(0), samples=samples)
+        samples = torch.randn(50, 1, size, size, generator=generator).numpy()
+        item = ItemReference(mean=samples.mean(0)[None], std=samples.std(0)[None], samples=samples, diagnostics={})
+        save_item(item_path(folder, i), item, {"item": i})
 
 
 def test_reference_is_read_and_checked(tmp_path, generator):
-    assert read_reference(tmp_path / "absent", 2, 8) is None
+    assert read_reference(tmp_path / "absent", 8) is None
     _write_reference(tmp_path / "ref", 2, 8, generator)
-    ref = read_reference(tmp_path / "ref", 2, 8)
+    ref = read_reference(tmp_path / "ref", 8)
+    assert ref.indices == [0, 1]
     assert ref.mean.shape == (2, 1, 8, 8) and ref.samples.shape == (2, 50, 1, 8, 8)
-    with pytest.raises(DataError, match="2 reference item file"):
-        read_reference(tmp_path / "ref", 3, 8)
-    np.savez(tmp_path / "ref" / "item_0001.npz", mean=np.zeros((8, 8)), std=np.zeros((8, 8)))
-    with pytest.raises(DataError, match=r"item_0001.npz: missing key\(s\) \['samples'\]"):
-        read_reference(tmp_path / "ref", 2, 8)
+    with pytest.raises(DataError, match="expected 4x4 images"):
+        read_reference(tmp_path / "ref", 4)
+    (tmp_path / "ref" / "item_00001.npz").write_bytes(b"truncated")
+    with pytest.raises(DataError, match="item_00001.npz: not a readable reference item file"):
+        read_reference(tmp_path / "ref", 8)
 
 
 def test_calibration_summary_with_and_without_reference(tmp_path, generator):
@@ -92,10 +95,11 @@ def test_calibration_summary_with_and_without_reference(tmp_path, generator):
     alone = calibration(samples, truth, 0.01, None, tmp_path / "ref")
     assert alone["mcmc"].startswith("skipped: no MCMC reference") and not alone["collapsed"]
     assert 0.7 < alone["coverage_90"] < 1 and alone["mean_pixel_std"] == pytest.approx(1, abs=0.15)
-    _write_reference(tmp_path / "ref", 2, 8, generator)
-    ref = read_reference(tmp_path / "ref", 2, 8)
+    _write_reference(tmp_path / "ref", 1, 8, generator)  # the reference may cover only the first items
+    ref = read_reference(tmp_path / "ref", 8)
     both = calibration(samples, truth, 0.01, ref, tmp_path / "ref")
-    assert set(both["mcmc"]) == {"coverage_90", "mean_pixel_std", "std_correlation"}
+    assert set(both["mcmc"]) == {"items", "coverage_90", "sampler_coverage_90_same_items", "mean_pixel_std", "std_correlation"}
+    assert both["mcmc"]["items"] == 1
     assert 0.7 < both["mcmc"]["coverage_90"] < 1
     save_gallery(tmp_path / "gallery.png", truth, samples)
     assert (tmp_path / "gallery.png").stat().st_size > 1000

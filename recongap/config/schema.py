@@ -137,6 +137,7 @@ class ReferenceBudget(Strict):
     items: int = Field(ge=1, description="test items sampled (the first ones of the test split)")
     warmup: int = Field(ge=0)
     draws: int = Field(ge=4, description="draws per chain after warmup")
+    leapfrog_steps: int | None = Field(default=None, ge=1, description="overrides reference.leapfrog_steps at this scale")
 
 
 class ReferenceParams(Strict):
@@ -154,10 +155,17 @@ class ReferenceParams(Strict):
     ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
     bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
     budgets: dict[ScaleName, ReferenceBudget] = {
-        "smoke": ReferenceBudget(items=2, warmup=10, draws=20),
+        "smoke": ReferenceBudget(items=2, warmup=4, draws=10, leapfrog_steps=2),
         "laptop": ReferenceBudget(items=32, warmup=500, draws=1000),
         "paper": ReferenceBudget(items=128, warmup=1000, draws=2000),
     }
+
+    @model_validator(mode="after")
+    def _thin_keeps_samples(self) -> "ReferenceParams":
+        short = {name: b.draws for name, b in self.budgets.items() if b.draws < self.thin}
+        if short:
+            raise ValueError(f"thin = {self.thin} keeps no sample from the draws of budgets {short}: draws must be >= thin")
+        return self
 
     def budget(self, scale: str) -> ReferenceBudget:
         if scale not in self.budgets:

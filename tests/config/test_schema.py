@@ -69,3 +69,12 @@ def test_missing_unparsable_and_unknown(tmp_path):
         load_params(bad)
     with pytest.raises(ConfigError, match="no pipeline 'ellipsis'"):
         load_catalogue(ROOT / "pipelines.yaml", "ellipsis")
+
+
+def test_reference_budget_must_keep_a_sample_after_thinning(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("thin: 10 ", "thin: 50 ", 1)
+    assert "thin: 50" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="draws must be >= thin"):
+        load_params(path)
