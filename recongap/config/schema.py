@@ -156,7 +156,7 @@ class ReferenceParams(Strict):
     bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
     budgets: dict[ScaleName, ReferenceBudget] = {
         "smoke": ReferenceBudget(items=2, warmup=4, draws=10, leapfrog_steps=2),
-        "laptop": ReferenceBudget(items=32, warmup=500, draws=1000),
+        "laptop": ReferenceBudget(items=4, warmup=20, draws=40, leapfrog_steps=3),
         "paper": ReferenceBudget(items=128, warmup=1000, draws=2000),
     }
 
