@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_repo_at_smoke_scale(dest: Path) -> Path:
+    """What git holds (tracked files and new ones not ignored) copied to `dest`,
+    made a git repository, with `scale: smoke` in params.yaml."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for f in listed.splitlines():
+        if (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    params = dest / "params.yaml"
+    params.write_text(params.read_text().replace("scale: laptop", "scale: smoke", 1))
+    return dest
 
 
 @pytest.fixture(scope="session", autouse=True)

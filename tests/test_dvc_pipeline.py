@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,26 +16,12 @@ from pathlib import Path
 import pytest
 
 from recongap.datasets import read_attrs
-from tests.conftest import ROOT
-
-
-def _repo_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+from tests.conftest import copy_repo_at_smoke_scale
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("repo")
-    for f in _repo_files():
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dest / f)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    params = dest / "params.yaml"
-    params.write_text(params.read_text().replace("scale: laptop", "scale: smoke", 1))
-    return dest
+    return copy_repo_at_smoke_scale(tmp_path_factory.mktemp("repo"))
 
 
 def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,8 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.test_dvc_pipeline import _repo_files
+from tests.conftest import copy_repo_at_smoke_scale
 
 POOL = "recongap-test"
 
@@ -50,14 +48,9 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A copy of the repository at the smoke scale, retries off (a failure shows at once)."""
-    dest = tmp_path_factory.mktemp("repo")
-    for f in _repo_files():
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dest / f)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    dest = copy_repo_at_smoke_scale(tmp_path_factory.mktemp("repo"))
     params = dest / "params.yaml"
-    text = params.read_text().replace("scale: laptop", "scale: smoke", 1)
-    params.write_text(text.replace("retries: 1 ", "retries: 0 ", 1))
+    params.write_text(params.read_text().replace("retries: 1 ", "retries: 0 ", 1))
     return dest
 
 
