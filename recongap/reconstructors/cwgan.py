@@ -87,7 +87,7 @@ class CWGANModule(L.LightningModule):
     def __init__(self, method: str, geometry: dict, network: dict, lr: float = 1e-3, beta2: float = 0.99) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False  # n_critic critic steps per generator step
+        self.automatic_optimization = False  # a generator step every n_critic critic steps
         operator = RayTransform.from_geometry(Geometry(**geometry))
         self.options = dict(network)
         self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})
@@ -136,23 +136,29 @@ class CWGANModule(L.LightningModule):
         clip = self.options["gradient_clip"]
         with torch.no_grad():
             start = self.generator.initial(y)
-        # n_critic critic steps on this batch with fresh z each, then one
-        # generator step: every batch moves the generator, also when an epoch
-        # has fewer than n_critic batches (the smoke scale).
+        # WGAN-GP's schedule (Gulrajani et al., Algorithm 1): one critic step
+        # per batch, and a generator step on every n_critic-th batch, counted
+        # over the whole run so that resuming keeps the rhythm. Batch 0 moves
+        # the generator too, so a run shorter than n_critic batches (smoke
+        # scale) still trains it. An earlier version took n_critic critic
+        # steps on every batch: the same critic:generator ratio at n_critic+1
+        # times the cost per epoch, which did not fit the laptop budget.
         self.toggle_optimizer(opt_critic)
-        for _ in range(self.options["n_critic"]):
-            with torch.no_grad():
-                fakes = self._three_samples(start)
-            wasserstein, real, fake = self._critic_loss(x, start, fakes)
-            critic_loss = wasserstein + self.options["gp_weight"] * self._gradient_penalty(real, fake, start)
-            self._check_finite(critic_loss, "critic", batch_idx)
-            opt_critic.zero_grad()
-            self.manual_backward(critic_loss)
-            # by hand: Trainer's gradient_clip_val is refused with manual optimisation
-            self.clip_gradients(opt_critic, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            opt_critic.step()
+        with torch.no_grad():
+            fakes = self._three_samples(start)
+        wasserstein, real, fake = self._critic_loss(x, start, fakes)
+        critic_loss = wasserstein + self.options["gp_weight"] * self._gradient_penalty(real, fake, start)
+        self._check_finite(critic_loss, "critic", batch_idx)
+        opt_critic.zero_grad()
+        self.manual_backward(critic_loss)
+        # by hand: Trainer's gradient_clip_val is refused with manual optimisation
+        self.clip_gradients(opt_critic, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt_critic.step()
         self.untoggle_optimizer(opt_critic)
+        self.log("critic_loss", critic_loss.detach(), prog_bar=True)
 
+        if (self.current_epoch * self.trainer.num_training_batches + batch_idx) % self.options["n_critic"]:
+            return
         self.toggle_optimizer(opt_generator)
         wasserstein, _, _ = self._critic_loss(x, start, self._three_samples(start))
         generator_loss = -wasserstein
@@ -162,7 +168,7 @@ class CWGANModule(L.LightningModule):
         self.clip_gradients(opt_generator, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         opt_generator.step()
         self.untoggle_optimizer(opt_generator)
-        self.log_dict({"critic_loss": critic_loss.detach(), "wasserstein": -wasserstein.detach()}, prog_bar=True)
+        self.log("wasserstein", -wasserstein.detach(), prog_bar=True)
 
     def _check_finite(self, loss: torch.Tensor, which: str, batch_idx: int) -> None:
         if not torch.isfinite(loss):
