@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from recongap.datasets import DataError, read_split
+from recongap.datasets import DataError, derived_seed, read_split
 from recongap.evaluation import normalized_error, reconstruct_timed, score
 from recongap.files import atomic_path, write_text_atomic
 from recongap.metrics import mse, psnr
@@ -65,6 +65,7 @@ def main() -> None:
         reference = {"kind": "closed_form", "bayes_mse": posterior.bayes_mse()}
         candidates.append(("lmmse", posterior, {}))
     for name, reconstruct, chosen in candidates:
+        torch.manual_seed(derived_seed(0, f"evaluate-{name}"))  # cwgan draws z: same metrics on every run
         estimate, seconds = reconstruct_timed(reconstruct, y, settings.batch_size)
         with torch.no_grad():
             phantom_estimate = reconstruct(y_phantom)

@@ -26,6 +26,7 @@ from recongap.operators import Geometry, RayTransform
 from recongap.posterior import GaussianPosterior
 from recongap.posterior.store import ItemReference, load_reference, run_items, summarize, write_summary
 
+from . import tracking
 from .common import load_configs, pick_device, run_stage, stage_parser
 
 
@@ -110,6 +111,14 @@ def main() -> None:
     summary = summarize(load_reference(out, indices), settings.rhat_max, settings.ess_min)
     summary.update({"pipeline": args.pipeline, "scale": params.scale, "settings": common})
     write_summary(out, summary)
+    tracking.log_stage(
+        args.pipeline,
+        f"reference@{args.pipeline}",
+        {"scale": params.scale, "items": budget.items, "sampler": sampler},
+        {key: float(summary[key]) for key in ("rhat_max", "ess_min", "ess_per_second_min", "seconds_per_item")}
+        | {"items_flagged": float(len(summary["items_flagged"]))},
+        [out / "summary.json"],
+    )
     print(
         f"{args.pipeline}/reference: {len(done['sampled'])} sampled, {len(done['skipped'])} resumed; "
         f"R-hat max {summary['rhat_max']:.4f}, ESS min {summary['ess_min']:.0f}, "

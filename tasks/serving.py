@@ -19,7 +19,7 @@ from recongap.reconstructors.lightning import load_checkpoint
 
 class Reconstructor(mlflow.pyfunc.PythonModel):
     """predict(measurements (B, 1, angles, detectors) float32) -> images (B, 1, N, N);
-    with params={"samples": k} and a model that can sample, (B, k, N, N) samples."""
+    with params={"samples": k} and a model that can sample, (B, k, 1, N, N) samples."""
 
     def load_context(self, context) -> None:
         config = json.loads(open(context.artifacts["config"]).read())

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,16 @@ PIPELINES = ("ellipses", "gaussian_field", "dival_ellipses")
 METHODS = ("fbp", "tv", "postproc", "lgd", "lpd", "cwgan")
 
 
+def _stage_runs() -> Counter:
+    """How many MLflow runs each stage name has in the tests' store."""
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=list(PIPELINES), output_format="list")
+    return Counter(run.info.run_name for run in runs)
+
+
 def test_repro_runs_the_whole_dag_then_does_nothing(repo):
+    runs_before = _stage_runs()
     first = _dvc(repo, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
     for pipeline in PIPELINES:
@@ -96,10 +106,17 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     assert "## dival_ellipses — scale `smoke`" in results and "32.27 / 0.940" in results
     assert "Expected test PSNR ordering" in results
 
+    # every train, reference and evaluate stage that ran logged one MLflow run
+    runs_after = _stage_runs()
+    for pipeline in PIPELINES:
+        for stage in (f"train@{pipeline}-lpd", f"train@{pipeline}-cwgan", f"reference@{pipeline}", f"evaluate@{pipeline}"):
+            assert runs_after[stage] == runs_before[stage] + 1, stage
+
     second = _dvc(repo, "repro")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in second.stdout
+    assert _stage_runs() == runs_after  # stages DVC skips log nothing
 
 
 def test_params_change_reruns_only_what_depends_on_it(repo):
