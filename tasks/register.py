@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from recongap.datasets import DataError, read_split
-from recongap.evaluation import reconstruct_timed, score
+from recongap.evaluation import reconstruct_timed
+from recongap.metrics import mse, psnr
 from recongap.operators import Geometry
 from recongap.reconstructors.lightning import load_checkpoint
 
@@ -41,11 +42,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def test_errors(reconstruct, test_file: Path, batch_size: int = 32, items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item MSE and PSNR (dB) of `reconstruct` over the test split (or its
+    first `items` items), as evaluate scores them."""
+    test = read_split(test_file)
+    y, x = torch.from_numpy(test.measurements[:items]), torch.from_numpy(test.images[:items])
+    estimate, _ = reconstruct_timed(reconstruct, y, batch_size)
+    return mse(estimate, x), psnr(estimate, x)
+
+
 def test_psnr(reconstruct, test_file: Path, batch_size: int = 32) -> float:
     """Mean PSNR (dB) of `reconstruct` over the test split, as evaluate scores it."""
-    test = read_split(test_file)
-    estimate, _ = reconstruct_timed(reconstruct, torch.from_numpy(test.measurements), batch_size)
-    return score(estimate, torch.from_numpy(test.images))["psnr"]["mean"]
+    return float(test_errors(reconstruct, test_file, batch_size)[1].mean())
 
 
 def find_version(client, name: str, checkpoint_hash: str):

@@ -119,6 +119,10 @@ class RegistryParams(Strict):
     promotion_margin_db: float = Field(
         default=0.1, ge=0, description="test PSNR (dB) by which a challenger must beat the champion to replace it"
     )
+    promotion_margin_normalized_error: float = Field(
+        default=0.02, ge=0,
+        description="where a converged reference exists: how much lower the challenger's normalized error must be",
+    )
 
 
 class OrchestrationParams(Strict):

@@ -131,9 +131,23 @@ def test_degraded_challenger_is_refused(store):
     challenger = client.get_model_version_by_alias(NAME, "challenger")
     assert str(challenger.version) == "2" and str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     assert challenger.tags["promotion_decision"].startswith("refused")
+    assert challenger.tags["promotion_criterion"] == "psnr"
     assert float(challenger.tags["challenger_psnr"]) < float(challenger.tags["champion_psnr"])
-    assert float(challenger.tags["promotion_margin_db"]) == 0.1
+    assert float(challenger.tags["promotion_margin"]) == 0.1
     assert "refused" in result.stdout
+
+    # with a converged (here closed-form) reference in the metrics file, the
+    # same decision is taken on the normalized error instead
+    metrics = store / "metrics"
+    metrics.mkdir(exist_ok=True)
+    (metrics / f"{PIPELINE}.json").write_text(json.dumps({"reference": {"kind": "closed_form", "bayes_mse": 1e-3}}))
+    result = _run(store, "tasks.promote", PIPELINE, "--data", str(store / "data"), "--metrics", str(metrics), "--out", str(store / "registry"))
+    challenger = client.get_model_version(NAME, "2")
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert challenger.tags["promotion_criterion"] == "normalized_error"
+    assert float(challenger.tags["challenger_normalized_error"]) > float(challenger.tags["champion_normalized_error"])
+    assert float(challenger.tags["promotion_margin"]) == 0.02
+    assert "refused: normalized error" in result.stdout
 
 
 def _free_port() -> int:
