@@ -86,6 +86,10 @@ class CWGANParams(Strict):
     gp_weight: float = Field(default=10.0, ge=0, description="gradient penalty weight")
     lr: float = Field(default=1e-4, gt=0, description="Adam learning rate of generator and critic")
     gradient_clip: float = Field(default=10.0, gt=0, description="gradient norm clip, applied by hand")
+    mean_weight: float = Field(
+        default=0.0, ge=0, description="weight of the unbiased squared error of the sample mean in the generator loss"
+    )
+    val_samples: int = Field(default=8, ge=2, description="samples per item whose mean gives the validation PSNR")
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from recongap.config.schema import CWGANParams
 from recongap.operators import RayTransform
-from recongap.reconstructors.cwgan import CWGANModule
+from recongap.reconstructors.cwgan import CWGANModule, unbiased_mean_error
 from recongap.reconstructors.lightning import load_checkpoint
 from recongap.uncertainty import draw_samples, is_collapsed
 
@@ -56,8 +56,9 @@ def test_collapse_check_flags_a_generator_that_ignores_z():
     assert is_collapsed(ignoring_z, floor)
 
 
-def test_training_steps_move_both_networks_and_log_val_psnr(tmp_path):
-    module = _module()
+@pytest.mark.parametrize("mean_weight", [0.0, 1.0])
+def test_training_steps_move_both_networks_and_log_val_psnr(tmp_path, mean_weight):
+    module = _module(mean_weight=mean_weight)
     generator_before = [p.detach().clone() for p in module.generator.parameters()]
     critic_before = [p.detach().clone() for p in module.critic.parameters()]
     y, x = _data(8)
@@ -73,6 +74,28 @@ def test_training_steps_move_both_networks_and_log_val_psnr(tmp_path):
     # 2 epochs x 4 batches: a critic step on each of the 8, a generator step
     # on every n_critic-th, counted across epochs (batches 0, 2, 4, 6)
     assert TINY["n_critic"] == 2 and trainer.global_step == 8 + 4
+    assert ("mean_error" in trainer.callback_metrics) == (mean_weight > 0)
+    # both cosine schedules end at 0 with the last step of their optimiser
+    assert [round(o.param_groups[0]["lr"], 12) for o in trainer.optimizers] == [0.0, 0.0]
+
+
+def test_unbiased_mean_error_ignores_the_spread():
+    """Gaussian samples around mean m with std s: the estimate's average is
+    ||m - x||^2 whatever s is, while the plain error of the sample mean grows
+    by s^2 * pixels / n; the estimate is the one that does not reward collapse."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.zeros(1, 1, 4, 4)
+    centre = torch.full((1, 1, 4, 4), 0.5)  # ||m - x||^2 = 16 * 0.25 = 4
+    n, repeats = 3, 20000
+    for std in (0.0, 1.0, 3.0):
+        samples = centre.unsqueeze(1) + std * torch.randn(repeats, n, 1, 4, 4, generator=g)
+        truths = truth.expand(repeats, -1, -1, -1)
+        estimate = float(unbiased_mean_error(samples, truths))
+        plain = float((samples.mean(dim=1) - truths).flatten(1).pow(2).sum(dim=1).mean())
+        assert estimate == pytest.approx(4.0, abs=0.05 + 0.05 * std**2)
+        assert plain == pytest.approx(4.0 + 16 * std**2 / n, rel=0.03)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        unbiased_mean_error(torch.zeros(2, 1, 1, 4, 4), torch.zeros(2, 1, 4, 4))
 
 
 def test_nan_loss_is_reported():
