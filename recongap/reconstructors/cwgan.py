@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..config.schema import CWGANParams
 from ..metrics import psnr
 from ..operators import Geometry, RayTransform
 from .networks import UNet
@@ -110,7 +111,8 @@ class CWGANModule(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False  # a generator step every n_critic critic steps
         operator = RayTransform.from_geometry(Geometry(**geometry))
-        self.options = dict(network)
+        # through the schema: a checkpoint saved before an option existed gets its default
+        self.options = CWGANParams(**network).model_dump()
         self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})
         self.critic = PairCritic(network["critic_width"], network["depth"])
 

@@ -114,3 +114,20 @@ def test_checkpoint_round_trip_and_refusal(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), module.state_dict().values()))
     with pytest.raises(ValueError, match="checkpoint is for method 'cwgan', asked for 'lpd'"):
         load_checkpoint(path, "lpd", geometry)
+
+
+def test_checkpoint_without_newer_options_gets_their_defaults(tmp_path):
+    """A checkpoint saved before `mean_weight` and `val_samples` existed still
+    validates and trains: the module fills missing options from CWGANParams."""
+    module = _module()
+    old = {k: v for k, v in TINY.items() if k not in ("mean_weight", "val_samples")}
+    hparams = {**dict(module.hparams), "network": old}
+    path = tmp_path / "old.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": module.state_dict()}, path)
+    loaded = load_checkpoint(path, "cwgan", module.generator.operator.geometry)
+    defaults = CWGANParams()
+    assert loaded.options["mean_weight"] == defaults.mean_weight
+    assert loaded.options["val_samples"] == defaults.val_samples
+    y, x = _data(4)
+    loaded.log = lambda *args, **kwargs: None  # outside a Trainer
+    loaded.validation_step((y, x), 0)
