@@ -117,8 +117,9 @@ def test_checkpoint_round_trip_and_refusal(tmp_path):
 
 
 def test_checkpoint_without_newer_options_gets_their_defaults(tmp_path):
-    """A checkpoint saved before `mean_weight` and `val_samples` existed still
-    validates and trains: the module fills missing options from CWGANParams."""
+    """A checkpoint saved before `mean_weight` and `val_samples` existed loads
+    and validates (training reads the same filled options): the module fills
+    missing options from CWGANParams instead of raising KeyError."""
     module = _module()
     old = {k: v for k, v in TINY.items() if k not in ("mean_weight", "val_samples")}
     hparams = {**dict(module.hparams), "network": old}
