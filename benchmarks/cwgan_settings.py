@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from recongap.config import load_params
 from recongap.config.schema import CWGANParams
@@ -27,7 +26,7 @@ from recongap.datasets import PairedDataset, read_attrs
 from recongap.metrics import psnr
 from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reconstructors.lightning import PairedDataModule
-from recongap.uncertainty import credible_coverage, pixel_std
+from recongap.uncertainty import credible_coverage, draw_samples, pixel_std
 
 from .common import machine
 
@@ -50,10 +49,7 @@ def screen(data: Path, overrides: dict, batches: int, items: int, samples: int) 
     val = PairedDataset(data / "val.h5")
     y, x = val.measurements[:items], val.images[:items]
     module.eval()
-    with torch.no_grad():
-        draws = torch.cat([
-            module.sample(y[i:i + 8], samples, torch.Generator().manual_seed(i)) for i in range(0, len(y), 8)
-        ])
+    draws = draw_samples(module.sample, y, samples, batch_size=8)
     return {
         "overrides": overrides,
         "train_seconds": round(train_seconds, 1),
