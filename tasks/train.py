@@ -75,7 +75,7 @@ def main() -> None:
         enable_model_summary=False,
     )
     last = out / "last.ckpt"
-    trainer.fit(module, PairedDataModule(data, settings.batch_size, settings.seed), ckpt_path=last if last.exists() else None)
+    trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if last.exists() else None)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ class CWGANParams(Strict):
         default=0.0, ge=0, description="weight of the unbiased squared error of the sample mean in the generator loss"
     )
     val_samples: int = Field(default=8, ge=2, description="samples per item whose mean gives the validation PSNR")
+    batch_size: int | None = Field(
+        default=None, ge=1, description="training batch of the GAN; None: train.batch_size, as the MSE-trained methods"
+    )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
@@ -201,6 +204,12 @@ class Params(Strict):
     @property
     def current(self) -> Scale:
         return self.scales[self.scale]
+
+    def batch_size(self, method: str) -> int:
+        """Training batch of a learned method: its own `batch_size` where it
+        sets one (cwgan, whose schedule was tuned apart), else train.batch_size."""
+        own = getattr(getattr(self.methods, method), "batch_size", None)
+        return own if own is not None else self.train.batch_size
 
 
 # --- pipelines.yaml -------------------------------------------------------------

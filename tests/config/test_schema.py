@@ -78,3 +78,15 @@ def test_reference_budget_must_keep_a_sample_after_thinning(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match="draws must be >= thin"):
         load_params(path)
+
+
+def test_a_method_may_train_at_its_own_batch_size(tmp_path):
+    def sizes(cwgan_batch):
+        def edit(data):
+            data["train"]["batch_size"] = 2
+            data["methods"]["cwgan"]["batch_size"] = cwgan_batch
+        params = load_params(_write(tmp_path, "params.yaml", edit))
+        return params.batch_size("lpd"), params.batch_size("cwgan")
+
+    assert sizes(8) == (2, 8)
+    assert sizes(None) == (2, 2)
