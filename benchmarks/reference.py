@@ -72,9 +72,12 @@ def main() -> None:
     parser.add_argument("--leapfrog-steps", type=int, default=5)
     parser.add_argument("--grid-factor", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperatures", type=int, default=1, help="replicas per chain (parallel tempering); 1: off")
+    parser.add_argument("--beta-min", type=float, default=1e-3, help="likelihood exponent of the hottest replica")
     args = parser.parse_args()
     settings = ReferenceSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, thin=args.thin,
-                                 leapfrog_steps=args.leapfrog_steps, seed=args.seed)
+                                 leapfrog_steps=args.leapfrog_steps, seed=args.seed,
+                                 temperatures=args.temperatures, beta_min=args.beta_min)
     result = {"benchmark": "reference", "machine": machine(),
               "ellipses": run(args.size, args.mean_count, args.slots, args.items, settings, args.grid_factor)}
     print(json.dumps(result))

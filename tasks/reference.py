@@ -72,6 +72,8 @@ def main() -> None:
         "target_accept": settings.target_accept,
         "leapfrog_steps": budget.leapfrog_steps or settings.leapfrog_steps,
         "seed": settings.seed,
+        "temperatures": settings.temperatures,
+        "beta_min": settings.beta_min,
     }
     common = {
         "sampler": sampler,

@@ -159,6 +159,8 @@ class ReferenceParams(Strict):
     step_size: float = Field(default=0.01, gt=0, description="initial step size, adapted during warmup")
     target_accept: float = Field(default=0.8, gt=0, lt=1)
     leapfrog_steps: int = Field(default=10, ge=1, description="HMC leapfrog steps per gradient move")
+    temperatures: int = Field(default=1, ge=1, description="replicas per chain for parallel tempering; 1: off")
+    beta_min: float = Field(default=1e-3, gt=0, lt=1, description="likelihood exponent of the hottest replica")
     seed: int = Field(default=0, ge=0)
     batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -4,8 +4,10 @@ The reference posterior is sampled for every test item with several chains
 each, and one item's chain is a few hundred small renderings: on their own
 they leave the device idle. So all (items x chains) targets advance in
 lock-step as one (T, D) tensor, each with its own step size and diagonal mass
-matrix. Each target's trajectory only reads its own row, so the rows are
-independent Markov chains even though they share the tensor operations.
+matrix. The HMC move only reads its own row, so without extra moves the
+rows are independent Markov chains even though they share the tensor
+operations; an extra move may couple rows (replica exchange swaps states
+within one chain's ladder of temperatures).
 
 Written here rather than taken from Pyro/NumPyro/BlackJAX: Pyro's HMC/NUTS
 runs several chains only as separate processes, each adapting its own
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
@@ -119,10 +121,10 @@ def hmc_step(
     mask: torch.Tensor | None = None,
 ) -> tuple[HMCState, torch.Tensor]:
     """One Metropolis-adjusted HMC transition for every chain; returns the new
-    state and each chain's acceptance probability. Coordinates where `mask` is
+    state and each row's acceptance probability. Coordinates where `mask` is
     0 stay fixed (the move is HMC on the others, conditional on them).
 
-    The step size is jittered by a uniform factor in [0.8, 1.2] per chain and
+    The step size is jittered by a uniform factor in [0.8, 1.2] per row and
     transition, which keeps the kernel reversible (the factor is drawn
     independently of the state) and avoids periodic trajectories.
     """
@@ -163,7 +165,7 @@ def warmup_windows(warmup: int) -> tuple[int, int]:
     return start, end
 
 
-#: Optional extra move after each HMC transition: (q, u, generator) -> (q, u, accept_prob per chain).
+#: A Metropolis-Hastings move after each HMC transition: (q, u, generator) -> (q, u, accept_prob per row, NaN where not attempted).
 ExtraMove = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -179,16 +181,18 @@ def run_hmc(
     generator: torch.Generator,
     default_inv_mass: torch.Tensor | None = None,
     mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    extra_move: ExtraMove | None = None,
+    extra_moves: Mapping[str, ExtraMove] | None = None,
     on_draw: Callable[[int, torch.Tensor], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Warm up (adapting per-chain step size and diagonal mass), then run
+    """Warm up (adapting each row's step size and diagonal mass), then run
     `draws` (>= 1) frozen transitions, calling on_draw(i, q) after each.
-    Returns each chain's (T,) mean acceptance probability per move kind after warm-up.
+    Returns each row's (T,) mean acceptance probability per move kind after
+    warm-up ("hmc" and the names of `extra_moves`; NaN where a chain never
+    attempted that move).
 
     `mask_fn(q)` picks the coordinates the gradient move may change (the
-    active ellipse slots); `extra_move` is a Metropolis-Hastings move applied
-    after every HMC transition (birth/death). `default_inv_mass` (T, D) is the
+    active ellipse slots); `extra_moves` are Metropolis-Hastings moves applied
+    in order after every HMC transition (birth/death, replica exchange). `default_inv_mass` (T, D) is the
     initial mass scale and the fallback for coordinates seen too rarely.
     """
     t = q0.shape[0]
@@ -202,19 +206,25 @@ def run_hmc(
     adapt = DualAveraging(step.log(), target_accept)
     variance = MaskedVariance(q0)
     start, end = warmup_windows(warmup)
-    hmc_accept, extra_accept = [], []
+    moves = dict(extra_moves or {})
+    hmc_accept: list[torch.Tensor] = []
+    extra_accept: dict[str, list[torch.Tensor]] = {name: [] for name in moves}
     for i in range(warmup + draws):
         mask = mask_fn(state.q) if mask_fn is not None else None
         state, accept_prob = hmc_step(potential, state, leapfrog_steps, generator, mask)
-        if extra_move is not None:
-            q, u, extra_prob = extra_move(state.q, state.u, generator)
-            if not torch.equal(q, state.q):
-                u, grad = potential_and_grad(potential, q)
-                state = HMCState(q, u, grad, state.step, state.inv_mass)
+        extra_probs = {}
+        q, u = state.q, state.u
+        for name, move in moves.items():
+            q, u, extra_probs[name] = move(q, u, generator)
+        if moves and not torch.equal(q, state.q):
+            u, grad = potential_and_grad(potential, q)
+            state = HMCState(q, u, grad, state.step, state.inv_mass)
         if i < warmup:
             state.step = adapt.update(accept_prob)
             if start <= i < end:
-                variance.add(state.q, torch.ones_like(state.q) if mask is None else mask.to(state.q.dtype))
+                # the mask of the state after the extra moves, which may have switched slots or swapped states
+                now = mask_fn(state.q) if mask_fn is not None else None
+                variance.add(state.q, torch.ones_like(state.q) if now is None else now.to(state.q.dtype))
             if i == end - 1 and end > start:
                 state.inv_mass = variance.estimate(fallback)
                 adapt.restart(state.step)
@@ -222,11 +232,11 @@ def run_hmc(
                 state.step = adapt.final()
             continue
         hmc_accept.append(accept_prob)
-        if extra_move is not None:
-            extra_accept.append(extra_prob)
+        for name, prob in extra_probs.items():
+            extra_accept[name].append(prob)
         if on_draw is not None:
             on_draw(i - warmup, state.q)
     acceptance = {"hmc": torch.stack(hmc_accept).mean(0).cpu()}
-    if extra_move is not None:
-        acceptance["birth_death"] = torch.stack(extra_accept).mean(0).cpu()
+    for name, probs in extra_accept.items():
+        acceptance[name] = torch.stack(probs).nanmean(0).cpu()
     return acceptance

@@ -40,9 +40,16 @@ class ReferenceSettings:
     target_accept: float = 0.8
     seed: int = 0
     leapfrog_steps: int = 10
+    #: replicas per chain (parallel tempering): likelihood exponents beta on a
+    #: geometric ladder from 1 down to beta_min (beta scales the noise std by
+    #: 1/sqrt(beta)); 1 = plain HMC on the posterior
+    temperatures: int = 1
+    beta_min: float = 1e-3
 
     def __post_init__(self) -> None:
         problems = []
+        if self.temperatures < 1 or (self.temperatures > 1 and not 0 < self.beta_min < 1):
+            problems.append(f"temperatures={self.temperatures}, beta_min={self.beta_min} (need >= 1 and 0 < beta_min < 1)")
         if self.chains < 2:
             problems.append(f"chains={self.chains} (R-hat needs >= 2)")
         if self.draws < 4 or self.warmup < 0 or self.thin < 1 or self.leapfrog_steps < 1:
@@ -72,11 +79,15 @@ def summary_pixels(size: int) -> list[tuple[int, int]]:
 
 
 class _Target:
-    """Log-likelihood and log-prior of flat (T, D) parameters for one prior."""
+    """Log-likelihood and log-prior of flat (T, D) parameters for one prior;
+    row i targets p(y | theta)^beta[i] p(theta) (beta = 1: the posterior)."""
 
-    def __init__(self, prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor) -> None:
+    def __init__(
+        self, prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor, beta: torch.Tensor | None = None
+    ) -> None:
         self.prior, self.size, self.measure, self.noise_std, self.y = prior, size, measure, noise_std, y
         self.param_shape = prior.param_shape
+        self.beta = torch.ones(y.shape[0], dtype=torch.float64, device=y.device) if beta is None else beta
 
     def params(self, q: torch.Tensor) -> torch.Tensor:
         params = q.reshape(q.shape[0], *self.param_shape)
@@ -99,8 +110,11 @@ class _Target:
     def log_prior(self, q: torch.Tensor) -> torch.Tensor:
         return self.prior.log_prob(self.params(q))
 
+    def log_target(self, q: torch.Tensor) -> torch.Tensor:
+        return self.beta * self.log_likelihood(q) + self.log_prior(q)
+
     def potential(self, q: torch.Tensor) -> torch.Tensor:
-        return -(self.log_likelihood(q) + self.log_prior(q))
+        return -self.log_target(q)
 
 
 def _birth_death(target: _Target, generator: torch.Generator):
@@ -144,7 +158,7 @@ def _birth_death(target: _Target, generator: torch.Generator):
             replacement = torch.where(birth[:, None], new_slot, torch.zeros_like(new_slot))
             proposal = torch.where(chosen, replacement[:, None, :], params)
             q_new = proposal.reshape(t, -1)
-            log_target_new = target.log_likelihood(q_new) + target.log_prior(q_new)
+            log_target_new = target.log_target(q_new)
             log_forward = torch.where(
                 birth, -torch.log(k - c) + prior.slot_log_density(new_slot), -torch.log(c)
             )
@@ -159,6 +173,51 @@ def _birth_death(target: _Target, generator: torch.Generator):
             q_out = torch.where(accept[:, None], q_new, params.reshape(t, -1))
             u_out = torch.where(accept, -log_target_new, u)
         return q_out, u_out, accept_prob
+
+    return move
+
+
+def _replica_exchange(target: _Target, temperatures: int):
+    """Swaps of states between neighbouring temperatures of one chain.
+
+    Rows come in groups of `temperatures` consecutive replicas of one chain,
+    beta falling from 1. Swapping the states of replicas at beta_a and beta_b
+    is a Metropolis move on the product of their tempered targets, accepted
+    with probability min(1, exp((beta_a - beta_b)(l_b - l_a))), l the
+    log-likelihoods: it leaves the product of the tempered targets invariant,
+    so the beta = 1 marginal stays the exact posterior (step size and mass
+    stay with the temperature, not the state: each level's kernel is fixed
+    after warm-up). The pairs alternate between (0,1), (2,3), ... and (1,2),
+    (3,4), ... (deterministic even/odd, Syed et al. 2019), which moves states
+    along the ladder faster than random pairs. A pair's acceptance
+    probability is reported on its lower (colder) row, NaN on the others.
+    """
+    sweep = [0]
+
+    def move(q: torch.Tensor, u: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t, d = q.shape
+        groups, r = t // temperatures, temperatures
+        parity, sweep[0] = sweep[0] % 2, sweep[0] + 1
+        lo = torch.arange(parity, r - 1, 2, device=q.device)
+        hi = lo + 1
+        prob = torch.full((groups, r), math.nan, dtype=q.dtype, device=q.device)
+        if len(lo) == 0:
+            return q, u, prob.reshape(t)
+        with torch.no_grad():
+            beta = target.beta.view(groups, r)
+            log_prior = target.log_prior(q).view(groups, r)
+            loglik = (-u.view(groups, r) - log_prior) / beta
+            log_ratio = (beta[:, lo] - beta[:, hi]) * (loglik[:, hi] - loglik[:, lo])
+            log_ratio = torch.where(torch.isfinite(log_ratio), log_ratio, torch.full_like(log_ratio, -math.inf))
+            accept_prob = log_ratio.clamp(max=0).exp()
+            accept = torch.rand(accept_prob.shape, generator=gen, dtype=torch.float64).to(q.device) < accept_prob
+            source = torch.arange(r, device=q.device).repeat(groups, 1)
+            source[:, lo] = torch.where(accept, hi, lo)
+            source[:, hi] = torch.where(accept, lo, hi)
+            q_out = q.reshape(groups, r, d).gather(1, source[..., None].expand(groups, r, d)).reshape(t, d)
+            u_out = -(beta * loglik.gather(1, source) + log_prior.gather(1, source)).reshape(t)
+            prob[:, lo] = accept_prob
+        return q_out, u_out, prob.reshape(t)
 
     return move
 
@@ -181,12 +240,13 @@ def _check_inputs(prior: Prior, operator: RayTransform, y: torch.Tensor, truth: 
 
 
 def _initial_state(prior: Prior, items: int, settings: ReferenceSettings, generator: torch.Generator) -> torch.Tensor:
-    """(items * chains, D): independent prior draws; for ellipses every
-    second chain starts empty instead (over-dispersed starts for R-hat)."""
-    t = items * settings.chains
+    """(items * chains * temperatures, D): independent prior draws; for
+    ellipses every second chain (all its replicas) starts empty instead
+    (over-dispersed starts for R-hat)."""
+    t = items * settings.chains * settings.temperatures
     params = prior.sample(t, generator)
     if isinstance(prior, EllipsePrior):
-        empty = (torch.arange(t) % settings.chains) % 2 == 1
+        empty = (torch.arange(t) // settings.temperatures % settings.chains) % 2 == 1
         params = torch.where(empty[:, None, None], torch.zeros_like(params), params)
     return params.reshape(t, -1)
 
@@ -201,6 +261,21 @@ def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
     return field_scale.repeat(t, prior.slots)
 
 
+def _item_rates(acceptance: dict[str, torch.Tensor], item: int, chains: int, levels: int) -> dict[str, float]:
+    """Item `item`'s mean acceptance per move over its beta = 1 replicas; for
+    exchanges the mean over the ladder's neighbour pairs and, as
+    "exchange_min", its worst pair (the bottleneck of the ladder)."""
+    rates = {}
+    for kind, rate in acceptance.items():
+        rows = rate[item * chains * levels : (item + 1) * chains * levels]
+        if kind == "exchange":
+            pairs = rows.view(chains, levels)[:, :-1].mean(0)  # per pair, over chains
+            rates["exchange"], rates["exchange_min"] = float(pairs.mean()), float(pairs.min())
+        else:
+            rates[kind] = float(rows[::levels].mean())
+    return rates
+
+
 def sample_reference(
     prior: Prior,
     operator: RayTransform,
@@ -213,7 +288,10 @@ def sample_reference(
     """Sample p(x | y) for each of the B measurements in y (B, 1, angles, det),
     all items and chains batched on y's device. `truth` (B, 1, N, N), when
     given, adds the summary "mse_to_truth"; ellipse priors add "ellipse_count"
-    (active slots). Returns one ReferenceResult per item."""
+    (active slots). With settings.temperatures > 1 every chain is the beta = 1
+    end of a ladder of tempered replicas (parallel tempering, down to
+    beta_min) that exchange states; only the beta = 1 replicas are kept.
+    Returns one ReferenceResult per item."""
     settings = settings or ReferenceSettings()
     _check_inputs(prior, operator, y, truth, measurement_grid_factor)
     if not noise_std > 0:
@@ -222,10 +300,14 @@ def sample_reference(
     items, chains, size = y.shape[0], settings.chains, operator.domain_shape[0]
     generator = torch.Generator().manual_seed(settings.seed)
     measure = measurement_operator(operator, measurement_grid_factor)
-    y_rep = y.to(torch.float64).repeat_interleave(chains, 0)
-    target = _Target(prior, size, measure, float(noise_std), y_rep)
+    levels = settings.temperatures
+    y_rep = y.to(torch.float64).repeat_interleave(chains * levels, 0)
+    ladder = torch.logspace(0, math.log10(settings.beta_min), levels, dtype=torch.float64) if levels > 1 else torch.ones(1, dtype=torch.float64)
     q0 = _initial_state(prior, items, settings, generator).to(device)
-    t = q0.shape[0]
+    t_all = q0.shape[0]
+    target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device))
+    cold = torch.arange(0, t_all, levels, device=device)  # the beta = 1 replica of each chain
+    t = items * chains
     pixels = summary_pixels(size)
     names = ["mean_intensity"] + [f"pixel_{r}_{c}" for r, c in pixels]
     truth_rep = None
@@ -242,6 +324,7 @@ def sample_reference(
 
     def on_draw(i: int, q: torch.Tensor) -> None:
         nonlocal total, total_sq
+        q = q[cold]
         with torch.no_grad():
             image = target.image(q).to(torch.float64)
         total, total_sq = total + image, total_sq + image * image
@@ -254,10 +337,12 @@ def sample_reference(
         if (i + 1) % settings.thin == 0:
             kept.append(image.cpu())
 
-    mask_fn = extra_move = None
+    mask_fn, extra_moves = None, {}
     if is_ellipses:
-        mask_fn = lambda q: (q.reshape(t, prior.slots, 6)[..., :1] != 0).expand(t, prior.slots, 6).reshape(t, -1)  # noqa: E731
-        extra_move = _birth_death(target, generator)
+        mask_fn = lambda q: (q.reshape(t_all, prior.slots, 6)[..., :1] != 0).expand(t_all, prior.slots, 6).reshape(t_all, -1)  # noqa: E731
+        extra_moves["birth_death"] = _birth_death(target, generator)
+    if levels > 1:
+        extra_moves["exchange"] = _replica_exchange(target, levels)
     start = time.perf_counter()
     acceptance = run_hmc(
         target.potential,
@@ -268,9 +353,9 @@ def sample_reference(
         step_size=settings.step_size,
         target_accept=settings.target_accept,
         generator=generator,
-        default_inv_mass=_default_inv_mass(prior, t).to(device),
+        default_inv_mass=_default_inv_mass(prior, t_all).to(device),
         mask_fn=mask_fn,
-        extra_move=extra_move,
+        extra_moves=extra_moves,
         on_draw=on_draw,
     )
     seconds = (time.perf_counter() - start) / items
@@ -291,11 +376,12 @@ def sample_reference(
             "ess_min": ess_min if np.isfinite(ess_min) else 0.0,
             "ess_per_second": (ess_min / seconds) if np.isfinite(ess_min) and seconds > 0 else 0.0,
             "seconds": seconds,
-            "acceptance": {kind: float(rate[rows].mean()) for kind, rate in acceptance.items()},
+            "acceptance": _item_rates(acceptance, b, chains, levels),
             "summaries": summaries,
             "chains": chains,
             "draws": n,
             "warmup": settings.warmup,
+            "temperatures": levels,
         }
         results.append(ReferenceResult(mean=mean, std=std, samples=samples[rows].reshape(-1, 1, size, size), diagnostics=diagnostics))
     return results

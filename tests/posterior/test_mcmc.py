@@ -106,15 +106,17 @@ def test_constant_traces_count_as_agreeing_and_stuck_chains_as_unconverged():
     assert summarize({"stuck": stuck})["stuck"]["rhat"] > 1.01
 
 
-@pytest.mark.slow  # ~30 s of CPU
-def test_ellipse_sampler_recovers_the_prior_when_the_data_say_nothing():
+@pytest.mark.slow  # ~30 s of CPU (1 temperature), twice that with 2
+@pytest.mark.parametrize("temperatures", [1, 2])
+def test_ellipse_sampler_recovers_the_prior_when_the_data_say_nothing(temperatures):
     """With noise_std huge the posterior is the prior: the birth/death and
-    gradient moves must then reproduce the capped Poisson count law, and the
-    mean image is 0 (intensities are symmetric about 0)."""
+    gradient moves (and swaps with a tempered replica) must then reproduce
+    the capped Poisson count law, and the mean image is 0 (intensities are
+    symmetric about 0)."""
     prior = EllipsePrior(mean_count=1.5, slots=4)
     op = RayTransform(8, angles=4)
     y = torch.zeros(1, 1, *op.range_shape, dtype=torch.float64)
-    settings = ReferenceSettings(chains=8, warmup=40, draws=200, thin=2, leapfrog_steps=1, seed=5)
+    settings = ReferenceSettings(chains=8, warmup=40, draws=200, thin=2, leapfrog_steps=1, seed=5, temperatures=temperatures, beta_min=0.5)
     (result,) = sample_reference(prior, op, 1e4, y, settings)
     count = result.diagnostics["summaries"]["ellipse_count"]
     pmf = prior.log_count_prob(torch.arange(prior.slots + 1)).exp()
@@ -186,3 +188,30 @@ def test_sbc_ranks_are_uniform_small():
     p = rank_uniformity_pvalue(ranks, draws, bins=4)
     print(f"SBC (24 datasets, {draws} draws): chi-square p = {p:.3f}; ranks {sorted(ranks.tolist())}")
     assert p > 0.01
+
+
+def test_replica_exchange_keeps_the_cold_chains_exact():
+    """Parallel tempering: the beta = 1 replicas must still sample the exact
+    Gaussian posterior while states are swapped with replicas whose posterior
+    is up to about twice as wide (beta 1/4), often enough that a wrong swap
+    rule shows."""
+    torch.set_num_threads(1)
+    size = 8
+    prior = GaussianFieldPrior(size, mean=0.5, std=0.2, length_scale=0.3, nugget=1e-3)
+    op = RayTransform(size, angles=6)
+    gen = torch.Generator().manual_seed(11)
+    x = prior.render(prior.sample(2, gen), size)
+    y = op(x) + NOISE * torch.randn(x.shape[0], 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    settings = ReferenceSettings(chains=4, warmup=100, draws=400, thin=4, seed=2, leapfrog_steps=5, temperatures=4, beta_min=0.25)
+    results = sample_reference(prior, op, NOISE, y, settings)
+    exact = GaussianPosterior(prior, op, NOISE)
+    exact_mean, exact_std = exact.mean(y), exact.pixel_variance.sqrt()
+    for b, result in enumerate(results):
+        assert 0.2 < result.diagnostics["acceptance"]["exchange_min"] <= result.diagnostics["acceptance"]["exchange"] < 0.95
+        assert result.samples.shape[0] == settings.chains * settings.draws // settings.thin
+        summaries = result.diagnostics["summaries"]
+        for r, c in summary_pixels(size):
+            s = summaries[f"pixel_{r}_{c}"]
+            assert abs(s["mean"] - float(exact_mean[b, 0, r, c])) < 3 * s["mcse"], (b, r, c)
+        # hot states leaking into the cold chains would widen them towards 2x
+        assert abs(float((result.std / exact_std).mean()) - 1) < 0.05
