@@ -4,7 +4,8 @@
         --set '{}' --set '{"mean_weight": 1.0, "n_critic": 2, "lr": 1e-3}'
 
 For each `--set` (JSON overrides of params.yaml `methods.cwgan`), trains a
-fresh cwgan from seed 0 for `--batches` batches of `train.batch_size` on
+fresh cwgan from seed 0 for `--batches` batches of its batch size
+(`methods.cwgan.batch_size`, else `train.batch_size`; overridable too) on
 DATA/train.h5, then scores it on the first `--items` items of DATA/val.h5:
 PSNR of the mean of `--samples` draws, 90% pixelwise coverage and mean pixel
 std. Prints one JSON line per setting. A screen, not a full training run:
@@ -43,7 +44,8 @@ def screen(data: Path, overrides: dict, batches: int, items: int, samples: int) 
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     start = time.perf_counter()
-    trainer.fit(module, PairedDataModule(data, params.train.batch_size, params.train.seed))
+    batch_size = options["batch_size"] or params.train.batch_size  # as Params.batch_size("cwgan"), overrides applied
+    trainer.fit(module, PairedDataModule(data, batch_size, params.train.seed))
     train_seconds = time.perf_counter() - start
 
     val = PairedDataset(data / "val.h5")
@@ -52,6 +54,7 @@ def screen(data: Path, overrides: dict, batches: int, items: int, samples: int) 
     draws = draw_samples(module.sample, y, samples, batch_size=8)
     return {
         "overrides": overrides,
+        "batch_size": batch_size,
         "train_seconds": round(train_seconds, 1),
         "val_psnr": round(float(psnr(draws.mean(dim=1), x).mean()), 2),
         "coverage_90": round(float(credible_coverage(draws, x).mean()), 3),
