@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--pipelines", default="pipelines.yaml")
     args = parser.parse_args()
     params, catalogue = load_params(args.params), load_catalogue(args.pipelines, args.pipeline)
-    known = [*catalogue.classical_methods, *catalogue.learned_methods]
+    known = [*catalogue.classical_methods, *catalogue.trained_methods]
     for name in (args.a, args.b):
         if name not in known:
             parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")

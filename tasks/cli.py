@@ -47,7 +47,7 @@ def champions(pipelines_file: Path) -> list[dict]:
     catalogue = load_catalogue(pipelines_file)
     rows = []
     for pipeline in catalogue.pipelines:
-        for method in catalogue.learned_methods:
+        for method in catalogue.trained_methods:
             name = f"{pipeline}-{method}"
             try:
                 version = client.get_model_version_by_alias(name, "champion")

@@ -106,12 +106,13 @@ def main() -> None:
 
 def method_instances(args, params, catalogue, geometry, operator, val):
     """(name, reconstruct, parameters chosen on val) for every registered method."""
-    for name in [*catalogue.classical_methods, *catalogue.learned_methods]:
+    for name in [*catalogue.classical_methods, *catalogue.trained_methods]:
         method = get_method(name)
         if method.learned:
             checkpoint = Path(args.models) / args.pipeline / name / "best.ckpt"
             if not checkpoint.exists():
-                raise DataError(f"{checkpoint}: no trained model (run `dvc repro train@{args.pipeline}-{name}`)")
+                stage = tracking.train_stage(args.pipeline, name, catalogue.sampler_methods)
+                raise DataError(f"{checkpoint}: no trained model (run `dvc repro {stage}`)")
             yield name, load_checkpoint(checkpoint, name, geometry), {}
         else:
             reconstruct = method.build(operator, **getattr(params.methods, name).model_dump())

@@ -144,7 +144,7 @@ def main() -> None:
     criterion = promotion_criterion(Path(args.metrics) / f"{args.pipeline}.json", params.registry)
     tracking.connect()
     records = []
-    for method in catalogue.learned_methods:
+    for method in catalogue.trained_methods:
         record = promote_method(args.pipeline, method, test_file, criterion, params.evaluate.batch_size)
         print(f"{record['model']}: {record['decision']}; champion is version {record['champion']}")
         records.append(record)

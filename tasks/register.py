@@ -65,9 +65,9 @@ def find_version(client, name: str, checkpoint_hash: str):
     return None
 
 
-def register_method(pipeline: str, method: str, models: Path, data: Path, batch_size: int) -> tuple[str, bool]:
+def register_method(pipeline: str, method: str, models: Path, data: Path, batch_size: int, stage: str) -> tuple[str, bool]:
     """Register one checkpoint (or find it registered); alias it `challenger`.
-    Returns (version, whether it is new)."""
+    `stage` is the dvc.yaml stage that trained it. Returns (version, whether it is new)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
@@ -78,7 +78,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
     checkpoint, config_file = out / "best.ckpt", out / "config.json"
     for path in (checkpoint, config_file):
         if not path.exists():
-            raise DataError(f"{path}: no trained model (run `dvc repro train@{pipeline}-{method}`)")
+            raise DataError(f"{path}: no trained model (run `dvc repro {stage}`)")
     test_file = data / pipeline / "test.h5"
     if not test_file.exists():
         raise DataError(f"{test_file}: no test split (run `dvc repro simulate@{pipeline}`)")
@@ -97,7 +97,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
     with torch.no_grad():
         signature = infer_signature(example, module(torch.from_numpy(example)).numpy(), params={"samples": 0})
 
-    tags = {**tracking.stage_tags(f"train@{pipeline}-{method}"), CHECKPOINT_TAG: digest, "test_psnr": f"{figure:.4f}"}
+    tags = {**tracking.stage_tags(stage), CHECKPOINT_TAG: digest, "test_psnr": f"{figure:.4f}"}
     with mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), run_name=f"register-{method}", tags=tags):
         mlflow.log_params({"method": method, "checkpoint": str(checkpoint)})
         mlflow.log_metric("test_psnr", figure)
@@ -128,8 +128,9 @@ def main() -> None:
     args = parser.parse_args()
     params, catalogue = load_configs(args)
     tracking.connect()
-    for method in catalogue.learned_methods:
-        version, new = register_method(args.pipeline, method, Path(args.models), Path(args.data), params.evaluate.batch_size)
+    for method in catalogue.trained_methods:
+        stage = tracking.train_stage(args.pipeline, method, catalogue.sampler_methods)
+        version, new = register_method(args.pipeline, method, Path(args.models), Path(args.data), params.evaluate.batch_size, stage)
         state = f"registered version {version}, alias challenger" if new else f"checkpoint already registered as version {version}: nothing new"
         print(f"{model_name(args.pipeline, method)}: {state}")
 

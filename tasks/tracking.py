@@ -95,6 +95,13 @@ def dvc_lock_hashes(stage: str, lock: Path | None = None) -> dict[str, str]:
     return {d["path"]: d.get("md5", "") for d in entry.get("deps", [])}
 
 
+def train_stage(pipeline: str, method: str, sampler_methods: Iterable[str] = ()) -> str:
+    """The dvc.yaml stage that trains `method` on `pipeline`: samplers, which
+    start from the trained postproc, have a stage of their own."""
+    kind = "train_sampler" if method in sampler_methods else "train"
+    return f"{kind}@{pipeline}-{method}"
+
+
 def stage_tags(stage: str) -> dict[str, str]:
     """Tags every stage run carries: git revision and the dvc.lock hashes of its inputs."""
     tags = {"git_revision": git_revision(), "dvc_stage": stage}

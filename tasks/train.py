@@ -1,14 +1,18 @@
 """DVC stage `train`: one learned method on one pipeline's data.
 
     python -m tasks.train PIPELINE METHOD
+    python -m tasks.train PIPELINE cwgan --init models/PIPELINE/postproc/best.ckpt
 
 Writes models/PIPELINE/METHOD/{best.ckpt,last.ckpt,config.json}. A run that
 was interrupted resumes from last.ckpt when started again with the same
-config; a changed config starts afresh.
+config; a changed config starts afresh. `--init` starts a sampler's
+generator from a trained postproc checkpoint (its sha256 is part of the
+config, so a retrained postproc never resumes an old run).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,8 +21,9 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from recongap.config import ConfigError
-from recongap.datasets import read_attrs
-from recongap.reconstructors.lightning import PairedDataModule, lightning_module
+from recongap.datasets import DataError, read_attrs
+from recongap.operators import Geometry
+from recongap.reconstructors.lightning import PairedDataModule, lightning_module, load_checkpoint
 
 from . import tracking
 from .common import load_configs, run_stage, stage_parser
@@ -28,23 +33,37 @@ def main() -> None:
     parser = stage_parser("Train one learned method on one pipeline.", "pipeline", "method")
     parser.add_argument("--data", default="data")
     parser.add_argument("--out", default="models")
+    parser.add_argument("--init", type=Path, help="a trained postproc checkpoint to start a sampler's generator from")
     args = parser.parse_args()
 
     params, catalogue = load_configs(args)
-    if args.method not in catalogue.learned_methods:
-        raise ConfigError(f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods}")
+    if args.method not in catalogue.trained_methods:
+        raise ConfigError(
+            f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods} "
+            f"or sampler_methods {catalogue.sampler_methods}"
+        )
     data = Path(args.data) / args.pipeline
     geometry = read_attrs(data / "train.h5")["config"]["geometry"]
     settings = params.train
+    module_class = lightning_module(args.method)
+    if args.init is not None and not hasattr(module_class, "start_from"):
+        raise ConfigError(f"--init: {args.method!r} trains from scratch; only sampler_methods start from a trained model")
+    if args.init is not None and not args.init.is_file():
+        raise DataError(f"{args.init}: no such checkpoint (run `dvc repro train@{args.pipeline}-postproc`)")
+    # the train keys the method reads (cwgan has its own optimiser settings)
+    used = getattr(module_class, "TRAIN_KEYS", None)
     config = {
         "pipeline": args.pipeline,
         "method": args.method,
         "scale": params.scale,
-        "epochs": params.current.epochs,
+        "epochs": params.epochs(args.method),
         "geometry": geometry,
         "network": getattr(params.methods, args.method).model_dump(),
-        "train": settings.model_dump(),
+        "train": settings.model_dump(include=set(used) if used else None),
     }
+    if args.init is not None:
+        with open(args.init, "rb") as f:
+            config["init"] = {"checkpoint": str(args.init), "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
 
     out = Path(args.out) / args.pipeline / args.method
     config_file = out / "config.json"
@@ -53,13 +72,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
-    mlflow_logger = tracking.lightning_logger(args.pipeline, f"train@{args.pipeline}-{args.method}")
+    stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
+    mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
     mlflow_logger.log_hyperparams(config)
     L.seed_everything(settings.seed, workers=True)
-    module = lightning_module(args.method)(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
+    module = module_class(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
+    last = out / "last.ckpt"
+    if args.init is not None and not last.exists():  # a resumed run has its weights in last.ckpt
+        try:
+            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**geometry)))
+        except ValueError as e:  # another method, geometry or network shape: named in the message
+            raise DataError(f"--init {args.init}: {e}") from None
     trainer = L.Trainer(
         default_root_dir=out,
-        max_epochs=params.current.epochs,
+        max_epochs=config["epochs"],
         accelerator="auto",
         devices=settings.devices,
         strategy="ddp" if settings.devices > 1 else "auto",
@@ -74,7 +100,6 @@ def main() -> None:
         enable_progress_bar=True,
         enable_model_summary=False,
     )
-    last = out / "last.ckpt"
     trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if last.exists() else None)
 
 

@@ -55,9 +55,12 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         for split in ("train", "val", "test"):
             attrs = read_attrs(repo / "data" / pipeline / f"{split}.h5")
             assert attrs["config"]["scale"] == "smoke" and attrs["split"] == split
-        for method in ("postproc", "lgd", "lpd", "cwgan"):
-            assert f"Running stage 'train@{pipeline}-{method}'" in first.stdout
+        for stage, method in [("train", "postproc"), ("train", "lgd"), ("train", "lpd"), ("train_sampler", "cwgan")]:
+            assert f"Running stage '{stage}@{pipeline}-{method}'" in first.stdout
             assert (repo / "models" / pipeline / method / "best.ckpt").exists()
+        # cwgan's generator started from this run's postproc checkpoint
+        init = json.loads((repo / "models" / pipeline / "cwgan" / "config.json").read_text())["init"]
+        assert init["checkpoint"] == f"models/{pipeline}/postproc/best.ckpt" and len(init["sha256"]) == 64
         metrics = json.loads((repo / "metrics" / f"{pipeline}.json").read_text())
         # every pipeline gets its MCMC posterior mean; the Gaussian field also its closed form, lmmse
         extra = {"posterior_mean", "lmmse"} if pipeline == "gaussian_field" else {"posterior_mean"}
@@ -109,7 +112,7 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     # every train, reference and evaluate stage that ran logged one MLflow run
     runs_after = _stage_runs()
     for pipeline in PIPELINES:
-        for stage in (f"train@{pipeline}-lpd", f"train@{pipeline}-cwgan", f"reference@{pipeline}", f"evaluate@{pipeline}"):
+        for stage in (f"train@{pipeline}-lpd", f"train_sampler@{pipeline}-cwgan", f"reference@{pipeline}", f"evaluate@{pipeline}"):
             assert runs_after[stage] == runs_before[stage] + 1, stage
 
     second = _dvc(repo, "repro")

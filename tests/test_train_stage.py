@@ -71,3 +71,19 @@ def test_changed_config_starts_afresh(trained):
 def test_unknown_method_is_refused(trained):
     result = _run(trained, "tasks.train", "ellipses", "unet", "--data", str(trained / "data"), "--out", str(trained / "models"))
     assert result.returncode == 2 and "'unet' is not among learned_methods" in result.stderr
+
+
+def test_init_is_refused_for_a_method_trained_from_scratch(trained):
+    checkpoint = trained / "models" / "ellipses" / "lgd" / "best.ckpt"
+    args = ("--data", str(trained / "data"), "--out", str(trained / "models"), "--init", str(checkpoint))
+    result = _run(trained, "tasks.train", "ellipses", "lgd", *args)
+    assert result.returncode == 2 and "only sampler_methods start from a trained model" in result.stderr
+
+
+def test_cwgan_refuses_to_start_from_a_missing_or_foreign_checkpoint(trained):
+    out = trained / "models_cwgan"
+    missing = _run(trained, "tasks.train", "ellipses", "cwgan", "--data", str(trained / "data"), "--out", str(out), "--init", str(trained / "nope.ckpt"))
+    assert missing.returncode == 2 and "nope.ckpt: no such checkpoint" in missing.stderr
+    lgd = trained / "models" / "ellipses" / "lgd" / "best.ckpt"
+    foreign = _run(trained, "tasks.train", "ellipses", "cwgan", "--data", str(trained / "data"), "--out", str(out), "--init", str(lgd))
+    assert foreign.returncode == 2 and "checkpoint is for method 'lgd', asked for 'postproc'" in foreign.stderr

@@ -93,6 +93,9 @@ class CWGANParams(Strict):
     batch_size: int | None = Field(
         default=None, ge=1, description="training batch of the GAN; None: train.batch_size, as the MSE-trained methods"
     )
+    epochs: int | None = Field(
+        default=None, ge=1, description="its own training budget; None: the scale's epochs, as the MSE-trained methods"
+    )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
@@ -213,6 +216,12 @@ class Params(Strict):
         own = getattr(getattr(self.methods, method), "batch_size", None)
         return own if own is not None else self.train.batch_size
 
+    def epochs(self, method: str) -> int:
+        """Training epochs of a learned method: its own `epochs` where it sets
+        one (cwgan, fine-tuned from a trained model), else the scale's."""
+        own = getattr(getattr(self.methods, method), "epochs", None)
+        return own if own is not None else self.current.epochs
+
 
 # --- pipelines.yaml -------------------------------------------------------------
 class ForwardConfig(Strict):
@@ -290,12 +299,16 @@ class PipelineConfig(Strict):
 
 
 ClassicalMethod = Literal["fbp", "tv"]
-LearnedMethod = Literal["postproc", "lgd", "lpd", "cwgan"]
+LearnedMethod = Literal["postproc", "lgd", "lpd"]
+SamplerMethod = Literal["cwgan"]
 
 
 class Pipelines(Strict):
     classical_methods: list[ClassicalMethod] = ["fbp", "tv"]
-    learned_methods: list[LearnedMethod] = ["postproc", "lgd", "lpd"]
+    learned_methods: list[LearnedMethod] = Field(default=["postproc", "lgd", "lpd"], description="trained from scratch on MSE")
+    sampler_methods: list[SamplerMethod] = Field(
+        default=[], description="posterior samplers whose generator starts from the trained postproc"
+    )
     pipelines: dict[str, PipelineConfig]
     # Kept apart from `pipelines` because DVC tracks pipelines.NAME as the
     # simulate stage's params: a new schedule must not make the data stale.
@@ -310,6 +323,20 @@ class Pipelines(Strict):
             except CronSimError as e:
                 raise ValueError(f"{name}: {cron!r} is not a cron expression ({e})") from None
         return schedules
+
+    @property
+    def trained_methods(self) -> list[str]:
+        """Every method with a trained model: learned, then sampler methods."""
+        return [*self.learned_methods, *self.sampler_methods]
+
+    @model_validator(mode="after")
+    def _samplers_have_their_start(self) -> "Pipelines":
+        if self.sampler_methods and "postproc" not in self.learned_methods:
+            raise ValueError(
+                f"sampler_methods {self.sampler_methods} start from the trained postproc, "
+                f"which learned_methods {self.learned_methods} lacks"
+            )
+        return self
 
     @model_validator(mode="after")
     def _schedules_name_pipelines(self) -> "Pipelines":

@@ -39,6 +39,31 @@ class ConditionalGenerator(nn.Module):
         """One sample per row of `start` (an FBP image) and `z`."""
         return self.unet(torch.cat([start, z], dim=1))
 
+    def start_from(self, trained: nn.Module) -> None:
+        """Copy a trained post-processing network (FBP + U-Net, `networks.PostProcessing`)
+        into this generator, the way SRGAN starts from its MSE-trained SRResNet
+        (Ledig et al. 2017): the weights on the noise channels start at zero,
+        so the generator begins as that network, a deterministic estimate near
+        E[x|y], and the adversarial loss then has to spread its samples.
+        Refuses a network of another shape or FBP filter, naming both."""
+        unet, filter = getattr(trained, "unet", None), getattr(trained, "filter", None)
+        if not isinstance(unet, UNet):
+            raise ValueError(f"cwgan can start only from a post-processing network (FBP + U-Net), got {type(trained).__name__}")
+        if filter != self.filter:
+            raise ValueError(f"cwgan uses the {self.filter!r} FBP filter, the network to start from uses {filter!r}")
+        source, target = unet.state_dict(), self.unet.state_dict()
+        first = "down.0.0.weight"  # the only layer that sees the noise channels
+        shapes = {k: tuple(v.shape) for k, v in source.items() if k != first}
+        wanted = {k: tuple(v.shape) for k, v in target.items() if k != first}
+        if shapes != wanted or source[first].shape[0] != target[first].shape[0]:
+            raise ValueError(
+                "cwgan's U-Net (methods.cwgan channels/depth) differs from the network to start from "
+                f"(first layer {tuple(target[first].shape)} against {tuple(source[first].shape)})"
+            )
+        widened = torch.zeros_like(target[first])
+        widened[:, :1] = source[first]
+        self.unet.load_state_dict({**source, first: widened})
+
     def noise(self, start: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         shape = (start.shape[0], self.z_channels, *start.shape[2:])
         return torch.randn(shape, generator=generator, dtype=start.dtype, device="cpu" if generator else start.device).to(start.device)
@@ -106,6 +131,9 @@ class CWGANModule(L.LightningModule):
     in favour of the GAN's own `network["lr"]` and WGAN-GP's Adam betas.
     """
 
+    #: the keys of params.yaml `train` it reads; the rest are the MSE-trained methods' optimiser
+    TRAIN_KEYS = ("seed", "devices", "early_stopping_patience")
+
     def __init__(self, method: str, geometry: dict, network: dict, lr: float = 1e-3, beta2: float = 0.99) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -115,6 +143,10 @@ class CWGANModule(L.LightningModule):
         self.options = CWGANParams(**network).model_dump()
         self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})
         self.critic = PairCritic(network["critic_width"], network["depth"])
+
+    def start_from(self, trained: L.LightningModule) -> None:
+        """Start the generator from a trained postproc model (see ConditionalGenerator.start_from)."""
+        self.generator.start_from(trained.network)
 
     # --- sampling ---------------------------------------------------------------
     def sample(self, y: torch.Tensor, k: int, generator: torch.Generator | None = None, chunk: int = 256) -> torch.Tensor:

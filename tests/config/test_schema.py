@@ -50,6 +50,8 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
         ("pipelines.yaml", lambda d: d["schedules"].update(ellipses="0 3 * *"), "schedules", "'0 3 * *' is not a cron expression"),
         ("pipelines.yaml", lambda d: d["schedules"].update(stars="0 3 * * 1"), "(top level)", "undefined pipeline(s) ['stars']"),
         ("params.yaml", lambda d: d["orchestration"].update(retries=-1), "orchestration.retries", "greater than or equal to 0"),
+        ("pipelines.yaml", lambda d: d.update(learned_methods=["lgd"]), "(top level)", "start from the trained postproc, which learned_methods ['lgd'] lacks"),
+        ("pipelines.yaml", lambda d: d.update(learned_methods=["postproc", "cwgan"]), "learned_methods.1", "'postproc', 'lgd' or 'lpd'"),
     ],
 )
 def test_bad_config_names_file_key_and_rule(tmp_path, name, edit, key, rule):
@@ -90,3 +92,15 @@ def test_a_method_may_train_at_its_own_batch_size(tmp_path):
 
     assert sizes(8) == (2, 8)
     assert sizes(None) == (2, 2)
+
+
+def test_a_method_may_train_for_its_own_epochs(tmp_path):
+    def epochs(cwgan_epochs):
+        def edit(data):
+            data["scales"]["laptop"]["epochs"] = 3
+            data["methods"]["cwgan"]["epochs"] = cwgan_epochs
+        params = load_params(_write(tmp_path, "params.yaml", edit))
+        return params.epochs("lpd"), params.epochs("cwgan")
+
+    assert epochs(1) == (3, 1)
+    assert epochs(None) == (3, 3)

@@ -132,3 +132,42 @@ def test_checkpoint_without_newer_options_gets_their_defaults(tmp_path):
     y, x = _data(4)
     loaded.log = lambda *args, **kwargs: None  # outside a Trainer
     loaded.validation_step((y, x), 0)
+
+
+def _postproc(channels: int = 4, depth: int = 2, filter: str = "hann"):
+    from recongap.reconstructors.lightning import ReconstructionModule
+
+    torch.manual_seed(2)
+    geometry = RayTransform(SIZE, angles=5).geometry.resolved()
+    module = ReconstructionModule("postproc", geometry, {"channels": channels, "depth": depth, "filter": filter})
+    with torch.no_grad():  # stand-in for training: weights and BatchNorm statistics unlike a fresh U-Net's
+        for p in module.network.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for m in module.network.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2)
+    return module.eval()
+
+
+def test_generator_starts_as_the_trained_postproc_whatever_z():
+    module, postproc = _module().eval(), _postproc()
+    y, _ = _data(3)
+    with torch.no_grad():
+        before = module.sample(y, 4, torch.Generator().manual_seed(0))
+        module.start_from(postproc)
+        after = module.sample(y, 4, torch.Generator().manual_seed(0))
+        target = postproc(y)
+    assert float((before[:, 0] - target).abs().max()) > 1e-3  # not already equal
+    for k in range(4):  # every sample is postproc's estimate: the noise weights start at zero
+        assert torch.allclose(after[:, k], target, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"channels": 8}, "differs from the network to start from"), ({"filter": "ram-lak"}, "'hann' FBP filter, the network to start from uses 'ram-lak'")],
+)
+def test_start_from_refuses_another_network_shape_or_filter(changes, message):
+    module = _module()
+    with pytest.raises(ValueError, match=message):
+        module.start_from(_postproc(**changes))

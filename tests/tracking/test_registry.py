@@ -60,6 +60,7 @@ def store(tmp_path_factory) -> Path:
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     catalogue = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
     catalogue["learned_methods"] = [METHOD]
+    catalogue["sampler_methods"] = []  # cwgan would need a trained postproc
     (tmp / "pipelines.yaml").write_text(yaml.safe_dump(catalogue))
     _run(tmp, "tasks.simulate", PIPELINE, "--out", str(tmp / "data"))
     _run(tmp, "tasks.train", PIPELINE, METHOD, "--data", str(tmp / "data"), "--out", str(tmp / "models"))
