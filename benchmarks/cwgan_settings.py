@@ -4,8 +4,8 @@
         --set '{}' --set '{"mean_weight": 1.0, "n_critic": 2, "lr": 1e-3}'
 
 For each `--set` (JSON overrides of params.yaml `methods.cwgan`), trains a
-fresh cwgan from seed 0 for `--batches` batches of its batch size
-(`methods.cwgan.batch_size`, else `train.batch_size`; overridable too) on
+cwgan from seed 0 (its generator from random weights, or from `--init`) for `--batches` batches of its batch size
+(`methods.cwgan.batch_size`, overridable too) on
 DATA/train.h5, then scores it on the first `--items` items of DATA/val.h5:
 PSNR of the mean of `--samples` draws, 90% pixelwise coverage and mean pixel
 std. Prints one JSON line per setting. A screen, not a full training run:
@@ -42,14 +42,14 @@ def screen(data: Path, overrides: dict, batches: int, items: int, samples: int, 
     geometry = read_attrs(data / "train.h5")["config"]["geometry"]
     L.seed_everything(params.train.seed)
     module = CWGANModule("cwgan", geometry, options)
-    if init is not None:
+    if init is not None:  # a checkpoint of another method, geometry or size: ValueError naming both
         module.start_from(load_checkpoint(init, "postproc", Geometry(**geometry)))
     trainer = L.Trainer(
         max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator="cpu", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     start = time.perf_counter()
-    batch_size = options["batch_size"] or params.train.batch_size  # as Params.batch_size("cwgan"), overrides applied
+    batch_size = options["batch_size"]
     trainer.fit(module, PairedDataModule(data, batch_size, params.train.seed))
     train_seconds = time.perf_counter() - start
 
@@ -84,7 +84,10 @@ def main() -> None:
     if args.init is not None and not args.init.is_file():
         parser.error(f"{args.init} not found: run `dvc repro train@<pipeline>-postproc` first")
     for overrides in args.settings or [{}]:
-        result = screen(args.data, overrides, args.batches, args.items, args.samples, args.init)
+        try:
+            result = screen(args.data, overrides, args.batches, args.items, args.samples, args.init)
+        except ValueError as e:
+            parser.error(f"--set {json.dumps(overrides)}: {e}")
         print(json.dumps({"benchmark": "cwgan_settings", "machine": machine(), "batches": args.batches,
                           "items": args.items, "samples": args.samples, **result}), flush=True)
 

@@ -7,7 +7,8 @@ Writes models/PIPELINE/METHOD/{best.ckpt,last.ckpt,config.json}. A run that
 was interrupted resumes from last.ckpt when started again with the same
 config; a changed config starts afresh. `--init` starts a sampler's
 generator from a trained postproc checkpoint (its sha256 is part of the
-config, so a retrained postproc never resumes an old run).
+config, so a retrained postproc never resumes an old run); a bad one is
+refused before anything in the output folder changes.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def main() -> None:
     data = Path(args.data) / args.pipeline
     geometry = read_attrs(data / "train.h5")["config"]["geometry"]
     settings = params.train
-    module_class = lightning_module(args.method)
-    if args.init is not None and not hasattr(module_class, "start_from"):
+    sampler = args.method in catalogue.sampler_methods
+    if args.init is not None and not sampler:
         raise ConfigError(f"--init: {args.method!r} trains from scratch; only sampler_methods start from a trained model")
     if args.init is not None and not args.init.is_file():
         raise DataError(f"{args.init}: no such checkpoint (run `dvc repro train@{args.pipeline}-postproc`)")
+    module_class = lightning_module(args.method)
     # the train keys the method reads (cwgan has its own optimiser settings)
     used = getattr(module_class, "TRAIN_KEYS", None)
     config = {
@@ -61,28 +63,29 @@ def main() -> None:
         "network": getattr(params.methods, args.method).model_dump(),
         "train": settings.model_dump(include=set(used) if used else None),
     }
-    if args.init is not None:
+    if args.init is not None:  # its content, not its path, decides whether a run may resume
         with open(args.init, "rb") as f:
-            config["init"] = {"checkpoint": str(args.init), "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+            config["init_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
 
     out = Path(args.out) / args.pipeline / args.method
-    config_file = out / "config.json"
-    if config_file.exists() and json.loads(config_file.read_text()) != config:
-        shutil.rmtree(out)  # trained for something else: never resume from it
+    config_file, last = out / "config.json", out / "last.ckpt"
+    resume = last.exists() and config_file.exists() and json.loads(config_file.read_text()) == config
+    L.seed_everything(settings.seed, workers=True)
+    module = module_class(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
+    if args.init is not None and not resume:  # checked before anything in `out` is touched
+        try:
+            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**geometry)))
+        except ValueError as e:  # another method, geometry or network shape: named in the message
+            raise DataError(f"--init {args.init}: {e}") from None
+
+    if config_file.exists() and not resume:
+        shutil.rmtree(out)  # trained for something else, or never checkpointed: never resume from it
     out.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
     stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
     mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
-    mlflow_logger.log_hyperparams(config)
-    L.seed_everything(settings.seed, workers=True)
-    module = module_class(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
-    last = out / "last.ckpt"
-    if args.init is not None and not last.exists():  # a resumed run has its weights in last.ckpt
-        try:
-            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**geometry)))
-        except ValueError as e:  # another method, geometry or network shape: named in the message
-            raise DataError(f"--init {args.init}: {e}") from None
+    mlflow_logger.log_hyperparams({**config, "init": str(args.init)} if args.init else config)
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=config["epochs"],
@@ -100,7 +103,7 @@ def main() -> None:
         enable_progress_bar=True,
         enable_model_summary=False,
     )
-    trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if last.exists() else None)
+    trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if resume else None)
 
 
 if __name__ == "__main__":

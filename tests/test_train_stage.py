@@ -84,6 +84,11 @@ def test_cwgan_refuses_to_start_from_a_missing_or_foreign_checkpoint(trained):
     out = trained / "models_cwgan"
     missing = _run(trained, "tasks.train", "ellipses", "cwgan", "--data", str(trained / "data"), "--out", str(out), "--init", str(trained / "nope.ckpt"))
     assert missing.returncode == 2 and "nope.ckpt: no such checkpoint" in missing.stderr
+    earlier = out / "ellipses" / "cwgan"  # a previous run's outputs, whose config the bad --init would change
+    earlier.mkdir(parents=True)
+    (earlier / "config.json").write_text("{}")
+    (earlier / "last.ckpt").write_bytes(b"weights")
     lgd = trained / "models" / "ellipses" / "lgd" / "best.ckpt"
     foreign = _run(trained, "tasks.train", "ellipses", "cwgan", "--data", str(trained / "data"), "--out", str(out), "--init", str(lgd))
     assert foreign.returncode == 2 and "checkpoint is for method 'lgd', asked for 'postproc'" in foreign.stderr
+    assert (earlier / "last.ckpt").read_bytes() == b"weights" and (earlier / "config.json").read_text() == "{}"  # refused before touching them

@@ -34,6 +34,9 @@ class Splits(Strict):
     test: int = Field(ge=1)
 
 
+ScaleName = Literal["smoke", "laptop", "paper"]
+
+
 class Scale(Strict):
     size: int = Field(ge=8, le=1024, description="image side in pixels")
     splits: Splits
@@ -90,11 +93,9 @@ class CWGANParams(Strict):
         default=0.0, ge=0, description="weight of the unbiased squared error of the sample mean in the generator loss"
     )
     val_samples: int = Field(default=8, ge=2, description="samples per item whose mean gives the validation PSNR")
-    batch_size: int | None = Field(
-        default=None, ge=1, description="training batch of the GAN; None: train.batch_size, as the MSE-trained methods"
-    )
-    epochs: int | None = Field(
-        default=None, ge=1, description="its own training budget; None: the scale's epochs, as the MSE-trained methods"
+    batch_size: int = Field(default=8, ge=1, description="training batch of the GAN (train.batch_size is for the MSE-trained methods)")
+    epochs: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
+        default={}, description="its budget per scale (it starts from the trained postproc); a scale not named: the scale's epochs"
     )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
@@ -142,7 +143,6 @@ class OrchestrationParams(Strict):
     retry_delay_seconds: float = Field(default=10.0, ge=0, description="wait before a retry")
 
 
-ScaleName = Literal["smoke", "laptop", "paper"]
 
 
 class ReferenceBudget(Strict):
@@ -211,16 +211,15 @@ class Params(Strict):
         return self.scales[self.scale]
 
     def batch_size(self, method: str) -> int:
-        """Training batch of a learned method: its own `batch_size` where it
-        sets one (cwgan, whose schedule was tuned apart), else train.batch_size."""
-        own = getattr(getattr(self.methods, method), "batch_size", None)
-        return own if own is not None else self.train.batch_size
+        """Training batch of a trained method: its own `batch_size` where it
+        has one (cwgan, whose schedule was tuned apart), else train.batch_size."""
+        return getattr(getattr(self.methods, method), "batch_size", self.train.batch_size)
 
     def epochs(self, method: str) -> int:
-        """Training epochs of a learned method: its own `epochs` where it sets
-        one (cwgan, fine-tuned from a trained model), else the scale's."""
-        own = getattr(getattr(self.methods, method), "epochs", None)
-        return own if own is not None else self.current.epochs
+        """Training epochs of a trained method at the current scale: its own
+        `epochs` for this scale where it has one (cwgan), else the scale's."""
+        own = getattr(getattr(self.methods, method), "epochs", {})
+        return own.get(self.scale, self.current.epochs)
 
 
 # --- pipelines.yaml -------------------------------------------------------------

@@ -55,7 +55,7 @@ class ConditionalGenerator(nn.Module):
         first = "down.0.0.weight"  # the only layer that sees the noise channels
         shapes = {k: tuple(v.shape) for k, v in source.items() if k != first}
         wanted = {k: tuple(v.shape) for k, v in target.items() if k != first}
-        if shapes != wanted or source[first].shape[0] != target[first].shape[0]:
+        if shapes != wanted or source[first].shape[:1] + source[first].shape[2:] != target[first].shape[:1] + target[first].shape[2:]:
             raise ValueError(
                 "cwgan's U-Net (methods.cwgan channels/depth) differs from the network to start from "
                 f"(first layer {tuple(target[first].shape)} against {tuple(source[first].shape)})"

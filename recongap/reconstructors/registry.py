@@ -35,7 +35,7 @@ RECONSTRUCTORS: dict[str, Method] = {
         "cwgan",
         True,
         ConditionalGenerator,
-        ("channels", "depth", "z_channels", "filter", "critic_width", "n_critic", "gp_weight", "lr", "gradient_clip", "mean_weight", "val_samples", "batch_size", "epochs"),
+        ("channels", "depth", "z_channels", "filter", "critic_width", "n_critic", "gp_weight", "lr", "gradient_clip", "mean_weight", "val_samples", "batch_size"),
         "recongap.reconstructors.cwgan:CWGANModule",
     ),
 }

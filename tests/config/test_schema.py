@@ -40,6 +40,7 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
         ("params.yaml", lambda d: d["scales"]["laptop"]["splits"].update(test=0), "scales.laptop.splits.test", "greater than or equal to 1"),
         ("params.yaml", lambda d: d.update(scale="huge"), "scale", "'smoke', 'laptop' or 'paper'"),
         ("params.yaml", lambda d: d["methods"]["cwgan"].update(n_critic=0), "methods.cwgan.n_critic", "greater than or equal to 1"),
+        ("params.yaml", lambda d: d["methods"]["cwgan"].update(epochs={"lab": 1}), "methods.cwgan.epochs.lab", "'smoke', 'laptop' or 'paper'"),
         ("params.yaml", lambda d: d.update(scales={"smoke": d["scales"]["smoke"]}), "(top level)", "scale 'laptop' has no entry"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["noise"].update(relative_std=2), "pipelines.ellipses.noise.relative_std", "less than or equal to 1"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"]["prior"].update(name="stars"), "pipelines.ellipses.prior", "'ellipses', 'gaussian_field'"),
@@ -91,16 +92,18 @@ def test_a_method_may_train_at_its_own_batch_size(tmp_path):
         return params.batch_size("lpd"), params.batch_size("cwgan")
 
     assert sizes(8) == (2, 8)
-    assert sizes(None) == (2, 2)
+    assert sizes(4) == (2, 4)
 
 
-def test_a_method_may_train_for_its_own_epochs(tmp_path):
-    def epochs(cwgan_epochs):
+def test_a_method_may_train_for_its_own_epochs_per_scale(tmp_path):
+    def epochs(scale, cwgan_epochs):
         def edit(data):
-            data["scales"]["laptop"]["epochs"] = 3
+            data["scale"] = scale
+            data["scales"][scale]["epochs"] = 3
             data["methods"]["cwgan"]["epochs"] = cwgan_epochs
         params = load_params(_write(tmp_path, "params.yaml", edit))
         return params.epochs("lpd"), params.epochs("cwgan")
 
-    assert epochs(1) == (3, 1)
-    assert epochs(None) == (3, 3)
+    assert epochs("laptop", {"laptop": 1}) == (3, 1)
+    assert epochs("paper", {"laptop": 1}) == (3, 3)  # a scale it does not name: the scale's epochs
+    assert epochs("laptop", {}) == (3, 3)
