@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--radius", type=float, required=True)
     parser.add_argument("--ring", type=int, default=3)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--reference", help="the reference stage's folder, e.g. models/ellipses/reference: adds the MCMC answer")
     args = parser.parse_args()
 
     split = read_split(args.split)
@@ -223,13 +224,20 @@ def main() -> None:
     y = torch.from_numpy(split.measurements[args.item : args.item + 1])
     truth = torch.from_numpy(split.images[args.item, 0])
     mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)
+    reference = read_reference(args.reference, truth.shape[-1]) if args.reference else None
+    if args.reference and (reference is None or args.item not in reference.indices):
+        raise SystemExit(f"{args.reference}: no MCMC samples of item {args.item} (items: {reference.indices if reference else []})")
     samples = draw_samples(sampler.sample, y, args.samples, batch_size=1)[0]
     ring = surrounding_ring(mask, args.ring)
-    print(json.dumps({
+    answer = {
         "item": args.item, "centre": args.centre, "radius": args.radius, "ring": args.ring, "samples": args.samples,
         "probability_inside_exceeds_ring": roi_exceedance_probability(samples, mask, args.ring),
         "truth_inside_minus_ring": float(truth[mask].mean() - truth[ring].mean()),
-    }))
+    }
+    if reference is not None:
+        mcmc = reference.samples[reference.indices.index(args.item)]
+        answer["mcmc"] = {"samples": len(mcmc), "probability_inside_exceeds_ring": roi_exceedance_probability(mcmc, mask, args.ring)}
+    print(json.dumps(answer))
 
 
 if __name__ == "__main__":

@@ -103,3 +103,36 @@ def test_calibration_summary_with_and_without_reference(tmp_path, generator):
     assert 0.7 < both["mcmc"]["coverage_90"] < 1
     save_gallery(tmp_path / "gallery.png", truth, samples)
     assert (tmp_path / "gallery.png").stat().st_size > 1000
+
+
+def test_roi_command_answers_for_the_sampler_and_the_mcmc_reference(tmp_path, generator, capsys, monkeypatch):
+    import json
+    import sys
+
+    from recongap.config.schema import CWGANParams
+    from recongap.datasets.io import Split, write_split
+    from recongap.operators import RayTransform
+    from recongap.reconstructors.cwgan import CWGANModule
+    from recongap.uncertainty import main
+
+    size, op = 8, RayTransform(8, angles=5)
+    tiny = CWGANParams(channels=2, depth=1, z_channels=1, critic_width=2).model_dump()
+    module = CWGANModule("cwgan", op.geometry.resolved(), tiny)
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, tmp_path / "best.ckpt")
+    x = torch.rand(3, 1, size, size, generator=generator)
+    attrs = {"config": {"geometry": op.geometry.resolved()}}
+    write_split(tmp_path / "test.h5", Split(images=x.numpy(), measurements=op(x).numpy(), params=np.zeros((3, 1)), attrs=attrs))
+    _write_reference(tmp_path / "reference", 2, size, generator)  # items 0 and 1; pure noise: P(inside > ring) near 1/2
+
+    def run(item: int) -> dict:
+        args = [str(tmp_path / "best.ckpt"), str(tmp_path / "test.h5"), "--item", str(item), "--centre", "4", "4",
+                "--radius", "2", "--ring", "1", "--samples", "20", "--reference", str(tmp_path / "reference")]
+        monkeypatch.setattr(sys, "argv", ["recongap.uncertainty", *args])
+        main()
+        return json.loads(capsys.readouterr().out)
+
+    answer = run(1)
+    assert answer["samples"] == 20 and 0 <= answer["probability_inside_exceeds_ring"] <= 1
+    assert answer["mcmc"]["samples"] == 50 and 0.2 < answer["mcmc"]["probability_inside_exceeds_ring"] < 0.8
+    with pytest.raises(SystemExit, match="no MCMC samples of item 2"):
+        run(2)
