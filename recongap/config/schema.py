@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 import yaml
 from cronsim import CronSim, CronSimError
@@ -95,9 +95,17 @@ class CWGANParams(Strict):
     val_samples: int = Field(default=8, ge=2, description="samples per item whose mean gives the validation PSNR")
     batch_size: int = Field(default=8, ge=1, description="training batch of the GAN (train.batch_size is for the MSE-trained methods)")
     epochs: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
-        default={}, description="its budget per scale (it starts from the trained postproc); a scale not named: the scale's epochs"
+        default={},
+        description="its budget (it starts from the trained postproc) per scale, or one number for every scale; "
+        "a scale not named: the scale's epochs",
     )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _one_number_for_every_scale(cls, value: object) -> object:
+        # also how checkpoints saved while `epochs` was a single number load
+        return {scale: value for scale in get_args(ScaleName)} if isinstance(value, int) else value
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
 

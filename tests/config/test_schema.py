@@ -107,3 +107,4 @@ def test_a_method_may_train_for_its_own_epochs_per_scale(tmp_path):
     assert epochs("laptop", {"laptop": 1}) == (3, 1)
     assert epochs("paper", {"laptop": 1}) == (3, 3)  # a scale it does not name: the scale's epochs
     assert epochs("laptop", {}) == (3, 3)
+    assert epochs("paper", 2) == (3, 2)  # one number: every scale
