@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -101,13 +102,21 @@ def server(env, tmp_path_factory):
         log.close()
 
 
-def _api(api: str, path: str, body: dict | None = None) -> object:
+def _api(api: str, path: str, body: dict | None = None, attempts: int = 5) -> object:
+    """One REST call; a 502/503/429 (the server busy, e.g. its sqlite store
+    locked while the cores are shared) is retried, as Prefect's own client does."""
     request = urllib.request.Request(
         f"{api}{path}", data=json.dumps(body).encode() if body is not None else None,
         headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET",
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            if e.code not in (429, 502, 503) or attempt == attempts - 1:
+                raise
+            time.sleep(2**attempt)
 
 
 def _run(env, repo, *command: str, timeout: float) -> subprocess.CompletedProcess:
