@@ -13,14 +13,27 @@ from ..operators import RayTransform
 
 
 def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential:
-    """Three 3x3 convolutions with PReLU between: the update of LGD and LPD."""
-    return nn.Sequential(
+    """Three 3x3 convolutions with PReLU between: the update of LGD and LPD.
+
+    Initialised as in Adler & Öktem's published code: Glorot-uniform kernels,
+    zero biases, PReLU slopes 0 (torch's defaults are smaller kernels, random
+    biases and slopes 0.25, under which lpd learns markedly slower at first;
+    docs/benchmarks.md, "Initialisation of lgd and lpd").
+    """
+    seq = nn.Sequential(
         nn.Conv2d(channels_in, width, 3, padding=1),
         nn.PReLU(width),
         nn.Conv2d(width, width, 3, padding=1),
         nn.PReLU(width),
         nn.Conv2d(width, channels_out, 3, padding=1),
     )
+    for layer in seq:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        else:
+            nn.init.zeros_(layer.weight)
+    return seq
 
 
 class UNet(nn.Module):
