@@ -4,8 +4,10 @@
     python -m tasks.train PIPELINE cwgan --init models/PIPELINE/postproc/best.ckpt
 
 Writes models/PIPELINE/METHOD/{best.ckpt,last.ckpt,config.json}. A run that
-was interrupted resumes from last.ckpt when started again with the same
-config; a changed config starts afresh. `--init` starts a sampler's
+was interrupted (its `in_progress` marker, removed at a clean end, is still
+there) resumes from last.ckpt when started again with the same config. A
+changed config, or a finished run (DVC reruns one only when its code or data
+changed), starts afresh. `--init` starts a sampler's
 generator from a trained postproc checkpoint (its sha256 is part of the
 config, so a retrained postproc never resumes an old run); a bad one is
 refused before anything in the output folder changes.
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerStatus
 
 from recongap.config import ConfigError
 from recongap.datasets import DataError, read_attrs
@@ -68,8 +71,11 @@ def main() -> None:
             config["init_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
 
     out = Path(args.out) / args.pipeline / args.method
-    config_file, last = out / "config.json", out / "last.ckpt"
-    resume = last.exists() and config_file.exists() and json.loads(config_file.read_text()) == config
+    config_file, last, in_progress = out / "config.json", out / "last.ckpt", out / "in_progress"
+    resume = (
+        last.exists() and in_progress.exists() and config_file.exists()
+        and json.loads(config_file.read_text()) == config
+    )
     L.seed_everything(settings.seed, workers=True)
     module = module_class(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
     if args.init is not None and not resume:  # checked before anything in `out` is touched
@@ -79,9 +85,10 @@ def main() -> None:
             raise DataError(f"--init {args.init}: {e}") from None
 
     if config_file.exists() and not resume:
-        shutil.rmtree(out)  # trained for something else, or never checkpointed: never resume from it
+        shutil.rmtree(out)  # trained for something else, finished, or never checkpointed: never resume from it
     out.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+    in_progress.write_text("removed when this run ends; while here, a restart with the same config resumes from last.ckpt\n")
 
     stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
     mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
@@ -104,6 +111,8 @@ def main() -> None:
         enable_model_summary=False,
     )
     trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if resume else None)
+    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED:
+        in_progress.unlink()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The train stage entry point: resume with the same config, restart on a new one."""
+"""The train stage entry point: resume an interrupted run, restart a finished one or a new config."""
 
 from __future__ import annotations
 
@@ -50,13 +50,31 @@ def test_outputs_and_resolved_config(trained):
     assert "val_psnr" in log
 
 
-def test_same_config_resumes_from_last_checkpoint(trained):
+def test_a_finished_run_leaves_no_in_progress_marker(trained):
+    assert not (trained / "models" / "ellipses" / "lgd" / "in_progress").exists()
+
+
+def test_an_interrupted_run_resumes_from_last_checkpoint(trained):
     out = trained / "models" / "ellipses" / "lgd"
+    (out / "in_progress").write_text("")  # what a run stopped before its end leaves
     before = (out / "last.ckpt").read_bytes()
     result = _run(trained, "tasks.train", "ellipses", "lgd", "--data", str(trained / "data"), "--out", str(trained / "models"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Restoring states from the checkpoint" in result.stderr + result.stdout
-    assert (out / "last.ckpt").read_bytes() == before  # max_epochs already reached: nothing retrained
+    assert (out / "last.ckpt").read_bytes() == before  # its last epoch had ended: nothing retrained
+    assert not (out / "in_progress").exists()
+
+
+def test_a_finished_run_is_trained_again_not_resumed(trained):
+    # DVC reruns a finished stage only when its code or data changed; resuming
+    # would keep the old weights. Folders trained before the marker existed
+    # count as finished.
+    out = trained / "models" / "ellipses" / "lgd"
+    (out / "best.ckpt").write_bytes(b"old weights")
+    result = _run(trained, "tasks.train", "ellipses", "lgd", "--data", str(trained / "data"), "--out", str(trained / "models"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Restoring states" not in result.stderr + result.stdout
+    assert (out / "best.ckpt").read_bytes() != b"old weights" and not (out / "in_progress").exists()
 
 
 def test_changed_config_starts_afresh(trained):
