@@ -100,13 +100,13 @@ class CWGANParams(Strict):
         "a scale not named: the scale's epochs",
     )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
+    std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
     @field_validator("epochs", mode="before")
     @classmethod
     def _one_number_for_every_scale(cls, value: object) -> object:
         # also how checkpoints saved while `epochs` was a single number load
         return {scale: value for scale in get_args(ScaleName)} if isinstance(value, int) else value
-    std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
 
 class MethodParams(Strict):
