@@ -58,26 +58,43 @@ class TVParams(Strict):
     nonnegative: bool = False
 
 
-class PostProcessingParams(Strict):
+class TrainedMethodParams(Strict):
+    """What every trained method has besides its network options: its own budget."""
+
+    # exclude: not a network option, so model_dump() stays what the network takes
+    epochs: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
+        default={},
+        exclude=True,
+        description="its own budget per scale, or one number for every scale; a scale not named: the scale's epochs",
+    )
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _one_number_for_every_scale(cls, value: object) -> object:
+        # also how cwgan checkpoints saved while `epochs` was a single number load
+        return {scale: value for scale in get_args(ScaleName)} if isinstance(value, int) else value
+
+
+class PostProcessingParams(TrainedMethodParams):
     channels: int = Field(default=32, ge=1)
     depth: int = Field(default=3, ge=1, le=6)
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
 
 
-class LGDParams(Strict):
+class LGDParams(TrainedMethodParams):
     iterations: int = Field(default=10, ge=1)
     memory: int = Field(default=5, ge=0)
     width: int = Field(default=32, ge=1)
 
 
-class LPDParams(Strict):
+class LPDParams(TrainedMethodParams):
     iterations: int = Field(default=10, ge=1)
     primal: int = Field(default=5, ge=2)
     dual: int = Field(default=5, ge=1)
     width: int = Field(default=32, ge=1)
 
 
-class CWGANParams(Strict):
+class CWGANParams(TrainedMethodParams):
     """Conditional WGAN posterior sampler (Adler & Öktem 2018)."""
 
     channels: int = Field(default=32, ge=1, description="generator U-Net base width")
@@ -94,19 +111,8 @@ class CWGANParams(Strict):
     )
     val_samples: int = Field(default=8, ge=2, description="samples per item whose mean gives the validation PSNR")
     batch_size: int = Field(default=8, ge=1, description="training batch of the GAN (train.batch_size is for the MSE-trained methods)")
-    epochs: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
-        default={},
-        description="its budget (it starts from the trained postproc) per scale, or one number for every scale; "
-        "a scale not named: the scale's epochs",
-    )
     samples: int = Field(default=32, ge=2, description="K: samples per item whose mean is the estimate")
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
-
-    @field_validator("epochs", mode="before")
-    @classmethod
-    def _one_number_for_every_scale(cls, value: object) -> object:
-        # also how checkpoints saved while `epochs` was a single number load
-        return {scale: value for scale in get_args(ScaleName)} if isinstance(value, int) else value
 
 
 class MethodParams(Strict):
@@ -225,9 +231,8 @@ class Params(Strict):
 
     def epochs(self, method: str) -> int:
         """Training epochs of a trained method at the current scale: its own
-        `epochs` for this scale where it has one (cwgan), else the scale's."""
-        own = getattr(getattr(self.methods, method), "epochs", {})
-        return own.get(self.scale, self.current.epochs)
+        `methods.<method>.epochs` for this scale where set, else the scale's."""
+        return getattr(self.methods, method).epochs.get(self.scale, self.current.epochs)
 
 
 # --- pipelines.yaml -------------------------------------------------------------

@@ -96,15 +96,25 @@ def test_a_method_may_train_at_its_own_batch_size(tmp_path):
 
 
 def test_a_method_may_train_for_its_own_epochs_per_scale(tmp_path):
-    def epochs(scale, cwgan_epochs):
+    def epochs(scale, own):
         def edit(data):
             data["scale"] = scale
             data["scales"][scale]["epochs"] = 3
-            data["methods"]["cwgan"]["epochs"] = cwgan_epochs
+            data["methods"]["postproc"].pop("epochs", None)
+            data["methods"]["lpd"]["epochs"] = own
         params = load_params(_write(tmp_path, "params.yaml", edit))
-        return params.epochs("lpd"), params.epochs("cwgan")
+        return params.epochs("postproc"), params.epochs("lpd")
 
     assert epochs("laptop", {"laptop": 1}) == (3, 1)
     assert epochs("paper", {"laptop": 1}) == (3, 3)  # a scale it does not name: the scale's epochs
     assert epochs("laptop", {}) == (3, 3)
     assert epochs("paper", 2) == (3, 2)  # one number: every scale
+
+
+def test_own_epochs_are_no_network_option(tmp_path):
+    def edit(data):
+        for method in ("postproc", "lgd", "lpd", "cwgan"):
+            data["methods"][method]["epochs"] = {"laptop": 4}
+    params = load_params(_write(tmp_path, "params.yaml", edit))
+    for method in ("postproc", "lgd", "lpd", "cwgan"):
+        assert params.epochs(method) == 4 and "epochs" not in getattr(params.methods, method).model_dump()

@@ -134,7 +134,8 @@ def test_checkpoint_without_newer_options_gets_their_defaults(tmp_path):
     loaded.validation_step((y, x), 0)
     # a checkpoint saved while `epochs` was a single number (registered models of 790682b-cd2f8e9) loads too
     torch.save({"hyper_parameters": {**dict(module.hparams), "network": {**TINY, "epochs": 1}}, "state_dict": module.state_dict()}, path)
-    assert load_checkpoint(path, "cwgan", module.generator.operator.geometry).options["epochs"] == {"smoke": 1, "laptop": 1, "paper": 1}
+    loaded = load_checkpoint(path, "cwgan", module.generator.operator.geometry)
+    assert CWGANParams(**loaded.hparams["network"]).epochs == {"smoke": 1, "laptop": 1, "paper": 1}
 
 
 def _postproc(channels: int = 4, depth: int = 2, filter: str = "hann"):
