@@ -79,11 +79,12 @@ def test_a_finished_run_is_trained_again_not_resumed(trained):
 
 def test_changed_config_starts_afresh(trained):
     out = trained / "models" / "ellipses" / "lgd"
+    (out / "in_progress").write_text("")  # interrupted, but with another config: not resumed
     _write_params(trained, lr=5e-4)
     result = _run(trained, "tasks.train", "ellipses", "lgd", "--data", str(trained / "data"), "--out", str(trained / "models"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Restoring states" not in result.stderr + result.stdout
-    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 5e-4
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 5e-4 and not (out / "in_progress").exists()
 
 
 def test_unknown_method_is_refused(trained):

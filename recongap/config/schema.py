@@ -40,7 +40,7 @@ ScaleName = Literal["smoke", "laptop", "paper"]
 class Scale(Strict):
     size: int = Field(ge=8, le=1024, description="image side in pixels")
     splits: Splits
-    epochs: int = Field(default=1, ge=1, description="training budget of each learned method")
+    epochs: int = Field(default=1, ge=1, description="training budget of each trained method that sets no epochs of its own")
 
 
 class SimulateParams(Strict):

@@ -135,7 +135,9 @@ def test_checkpoint_without_newer_options_gets_their_defaults(tmp_path):
     # a checkpoint saved while `epochs` was a single number (registered models of 790682b-cd2f8e9) loads too
     torch.save({"hyper_parameters": {**dict(module.hparams), "network": {**TINY, "epochs": 1}}, "state_dict": module.state_dict()}, path)
     loaded = load_checkpoint(path, "cwgan", module.generator.operator.geometry)
-    assert CWGANParams(**loaded.hparams["network"]).epochs == {"smoke": 1, "laptop": 1, "paper": 1}
+    assert "epochs" not in loaded.options  # a budget, not an option of the model
+    loaded.log = lambda *args, **kwargs: None
+    loaded.validation_step((y, x), 0)
 
 
 def _postproc(channels: int = 4, depth: int = 2, filter: str = "hann"):

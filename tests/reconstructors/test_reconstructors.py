@@ -74,6 +74,23 @@ def _module(method: str = "lpd", size: int = 16) -> ReconstructionModule:
     return ReconstructionModule(method, geometry, {"iterations": 1, "width": 4})
 
 
+@pytest.mark.parametrize("name", ["lgd", "lpd"])
+def test_unrolled_updates_start_as_adler_and_oktem(name):
+    # their published code: Glorot-uniform kernels, zero biases, PReLU slope 0
+    torch.manual_seed(0)
+    net = build_network(name, RayTransform(16, angles=8), iterations=2, width=8)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    slopes = [m for m in net.modules() if isinstance(m, torch.nn.PReLU)]
+    assert len(convs) == 3 * len(slopes) // 2 > 0
+    for conv in convs:
+        fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        weights = conv.weight.detach().abs()
+        assert weights.max() <= bound and weights.max() > 0.8 * bound  # the whole Glorot range is used
+        assert not conv.bias.detach().any()
+    assert not any(s.weight.detach().any() for s in slopes)
+
+
 def test_nan_loss_names_step_and_batch():
     module = _module()
     y = torch.full((2, 1, *module.network.operator.range_shape), float("nan"))
