@@ -1,11 +1,13 @@
 """Scheduled retraining through a real Prefect server (no mock).
 
 Starts `prefect server start` on a free loopback port with its own
-PREFECT_HOME, creates the deployments with `python -m flows.deploy`, checks
-the ellipses schedule is on the server, triggers one `retrain` run of the
-ellipses pipeline at the smoke scale on a copy of the repository, runs it with
-`prefect worker start --run-once`, and waits for it to complete. The server
-and the worker are always stopped.
+PREFECT_HOME and its scheduler loop shortened to a second (Prefect's own
+setting), creates the deployments with `python -m flows.deploy`, and waits
+for the server's scheduler to create the auto-scheduled runs of
+`retrain-ellipses` at the cron's next times. Then one of those runs, moved to
+now, goes through `prefect worker start --run-once` to Completed at the smoke
+scale on a copy of the repository. The server and the worker are always
+stopped.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
+from cronsim import CronSim
 
 from tests.conftest import copy_repo_at_smoke_scale
 
@@ -69,6 +73,8 @@ def env(repo, tmp_path_factory) -> dict[str, str]:
         DVC_SITE_CACHE_DIR=str(repo / ".dvc" / "tmp" / "site-cache"),
         MLFLOW_DISABLE_TELEMETRY="true",
         RECONGAP_CACHE_DIR=str(tmp_path_factory.mktemp("matrix-cache")),
+        # the scheduler looks for deployments to schedule every second, not every minute
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
     )
     for name in ("PREFECT_PROFILES_PATH", "MLFLOW_TRACKING_URI", "RECONGAP_ARTIFACT_LOCATION"):
         env.pop(name, None)  # the copy's own embedded stores
@@ -79,7 +85,8 @@ def env(repo, tmp_path_factory) -> dict[str, str]:
 def server(env, tmp_path_factory):
     api = env["PREFECT_API_URL"]
     port = api.rsplit(":", 1)[1].split("/")[0]
-    log = (tmp_path_factory.mktemp("logs") / "server.log").open("w")
+    log_path = tmp_path_factory.mktemp("logs") / "server.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -96,7 +103,7 @@ def server(env, tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, f"no /api/health in 120 s: {Path(log.name).read_text()[-3000:]}"
             time.sleep(1)
-        yield api
+        yield api, log_path
     finally:
         _stop(process)
         log.close()
@@ -125,18 +132,59 @@ def _run(env, repo, *command: str, timeout: float) -> subprocess.CompletedProces
     return done
 
 
-def test_scheduled_retrain_runs_through_a_worker(server, env, repo):
-    api = server
-    _run(env, repo, sys.executable, "-m", "flows.deploy", "--pool", POOL, timeout=180)
+def _scheduler_errors(log_path: Path) -> list[str]:
+    """Lines of the server log that say its scheduler service failed."""
+    lines = log_path.read_text().splitlines()
+    return [line for line in lines if "Traceback" in line or "Error" in line or ("scheduler" in line.lower() and "ERROR" in line)]
 
+
+@pytest.fixture(scope="module")
+def auto_scheduled(server, env, repo) -> tuple[dict, list[dict]]:
+    """Deploys, then waits for the server's scheduler (not this test) to create
+    runs of retrain-ellipses. Returns the deployment and its runs, earliest first."""
+    api, log_path = server
+    _run(env, repo, sys.executable, "-m", "flows.deploy", "--pool", POOL, timeout=180)
     deployment = _api(api, "/deployments/name/retrain/retrain-ellipses")
-    crons = [s["schedule"]["cron"] for s in deployment["schedules"] if s["active"]]
-    assert crons == [yaml.safe_load((repo / "pipelines.yaml").read_text())["schedules"]["ellipses"]]
+    query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    deadline = time.monotonic() + 90  # the loop is 1 s; the first pass may wait for the server's start-up work
+    while not (runs := _api(api, "/flow_runs/filter", query)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return deployment, runs
+
+
+def test_the_server_schedules_retrain_at_the_crons_next_times(server, auto_scheduled, repo):
+    api, log_path = server
+    deployment, runs = auto_scheduled
+    cron = yaml.safe_load((repo / "pipelines.yaml").read_text())["schedules"]["ellipses"]
+    assert [s["schedule"]["cron"] for s in deployment["schedules"] if s["active"]] == [cron]
     assert deployment["work_pool_name"] == POOL and deployment["parameters"] == {"pipeline": "ellipses"}
     names = {d["name"] for d in _api(api, "/deployments/filter", {})}
     assert {"retrain-ellipses", "promote-ellipses", "regenerate"} <= names
 
-    run = _api(api, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"pipeline": "ellipses", "seed": 123}})
+    assert len(runs) >= 3, (  # Prefect's scheduler keeps at least 3 runs ahead
+        f"the scheduler created {len(runs)} runs of retrain-ellipses; server log:\n"
+        + "\n".join(_scheduler_errors(log_path)[-20:])
+    )
+    assert all(r["auto_scheduled"] and r["state"]["type"] == "SCHEDULED" for r in runs)
+    assert all(r["parameters"] == {"pipeline": "ellipses"} for r in runs)
+    # the cron's next times after the earliest run's creation, in UTC
+    created = min(datetime.fromisoformat(r["created"]) for r in runs)
+    ticks = CronSim(cron, created.astimezone(timezone.utc).replace(tzinfo=None))
+    expected = [next(ticks).replace(tzinfo=timezone.utc) for _ in runs]
+    assert [datetime.fromisoformat(r["expected_start_time"]) for r in runs] == expected
+    assert not _scheduler_errors(log_path), "\n".join(_scheduler_errors(log_path)[-20:])
+
+
+def test_an_auto_scheduled_retrain_runs_through_a_worker(server, auto_scheduled, env, repo):
+    api, _ = server
+    _, runs = auto_scheduled
+    assert runs, "the scheduler created no run to take"
+    run = runs[0]
+    now = datetime.now(timezone.utc).isoformat()
+    moved = _api(api, f"/flow_runs/{run['id']}/set_state", {
+        "state": {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": now}}, "force": True,
+    })
+    assert moved["status"] == "ACCEPT", moved
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--run-once"],
         cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -156,7 +204,10 @@ def test_scheduled_retrain_runs_through_a_worker(server, env, repo):
     ran = {t["name"] for t in tasks if t["state"]["type"] == "COMPLETED"}
     assert {"simulate@ellipses", "train@ellipses-lpd", "evaluate@ellipses", "register@ellipses"} <= ran
     assert not any(name.endswith("@gaussian_field") for name in ran)
-    assert "seed: 123" in (repo / "pipelines.yaml").read_text()
+    # no seed given: the run's own scheduled time is the new data seed
+    seed = yaml.safe_load((repo / "pipelines.yaml").read_text())["pipelines"]["ellipses"]["seed"]
+    finished = _api(api, f"/flow_runs/{run['id']}")
+    assert seed == int(datetime.fromisoformat(finished["expected_start_time"]).timestamp()) != 20181
     assert json.loads((repo / "metrics" / "ellipses.json").read_text())["scale"] == "smoke"
     assert (repo / "models" / "ellipses" / "lpd" / "best.ckpt").exists()
     registry = json.loads((repo / "reports" / "registry" / "ellipses.json").read_text())
