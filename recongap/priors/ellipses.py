@@ -27,9 +27,29 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
     distance from a first-order expansion), averaged over supersample^2 points
     per pixel: an approximation of pixel-area weighting that is a continuous,
     almost everywhere differentiable function of the parameters.
+
+    With gradients on, the backward pass is hand-written (`_RenderEllipses`):
+    autograd kept about twenty full-grid intermediates per ellipse and spent
+    five times the forward's time going back through them (the MCMC
+    reference's cost per step, docs/benchmarks.md); the forward is the same code either way.
     """
     if params.ndim != 3 or params.shape[-1] != len(FIELDS):
         raise ValueError(f"ellipse parameters must have shape (n, slots, {len(FIELDS)}), got {tuple(params.shape)}")
+    if params.requires_grad and torch.is_grad_enabled():
+        return _RenderEllipses.apply(params, size, supersample)
+    return _render_forward(params, size, supersample)
+
+
+def _fine_grid(size: int, supersample: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    fine = size * supersample
+    h = 2.0 / fine
+    c = -1 + (torch.arange(fine, device=like.device, dtype=like.dtype) + 0.5) * h
+    gy, gx = torch.meshgrid(c.flip(0), c, indexing="ij")
+    return gx, gy, h
+
+
+def _render_forward(params: torch.Tensor, size: int, supersample: int) -> torch.Tensor:
+    """render_ellipses' computation (see there)."""
     n = params.shape[0]
     # Rendering is a sum over slots: move used slots to the front and stop at
     # the largest count in the batch instead of visiting every slot.
@@ -37,11 +57,8 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
     order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
     params = torch.gather(params, 1, order[..., None].expand_as(params))
     k = int(active.sum(1).max()) if n else 0
-    fine = size * supersample
-    h = 2.0 / fine
-    c = -1 + (torch.arange(fine, device=params.device, dtype=params.dtype) + 0.5) * h
-    gy, gx = torch.meshgrid(c.flip(0), c, indexing="ij")
-    image = params.new_zeros(n, fine, fine)
+    gx, gy, h = _fine_grid(size, supersample, params)
+    image = params.new_zeros(n, *gx.shape)
     for slot in range(k):
         v, a, b, x0, y0, rot = (params[:, slot, i].reshape(n, 1, 1) for i in range(6))
         on = v != 0
@@ -59,6 +76,61 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
     image = image.reshape(n, size, supersample, size, supersample).mean(dim=(2, 4))
     return image.unsqueeze(1)
 
+
+class _RenderEllipses(torch.autograd.Function):
+    """render_ellipses with the gradient of each slot's six parameters written
+    out (chain rule through the signed distance of the boundary ramp),
+    recomputed slot by slot instead of stored."""
+
+    @staticmethod
+    def forward(ctx, params: torch.Tensor, size: int, supersample: int) -> torch.Tensor:
+        ctx.save_for_backward(params)
+        ctx.size, ctx.supersample = size, supersample
+        return _render_forward(params, size, supersample)
+
+    @staticmethod
+    def backward(ctx, grad_image: torch.Tensor):
+        (params,) = ctx.saved_tensors
+        size, ss = ctx.size, ctx.supersample
+        n = params.shape[0]
+        # as in the forward: used slots first, visit only as many as the fullest row has
+        active = params[..., 0] != 0
+        order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
+        params = torch.gather(params, 1, order[..., None].expand_as(params))
+        gx, gy, h = _fine_grid(size, ss, params)
+        # the pixel mean over ss x ss samples, backwards: each sample gets grad / ss^2
+        g_fine = grad_image.reshape(n, size, size).repeat_interleave(ss, 1).repeat_interleave(ss, 2) / (ss * ss)
+        grad = torch.zeros_like(params)
+        for slot in range(int(active.sum(1).max()) if n else 0):
+            v, a, b, x0, y0, rot = (params[:, slot, i].reshape(n, 1, 1) for i in range(6))
+            on = v != 0
+            a, b = torch.where(on, a, torch.ones_like(a)), torch.where(on, b, torch.ones_like(b))
+            dx, dy = gx - x0, gy - y0
+            cos, sin = torch.cos(rot), torch.sin(rot)
+            u, w = dx * cos + dy * sin, -dx * sin + dy * cos
+            a2, b2 = a * a, b * b
+            q = u * u / a2 + w * w / b2
+            root = torch.sqrt(u * u / (a2 * a2) + w * w / (b2 * b2))  # g = 2 root
+            denom = 2 * root + 1e-12
+            signed_distance = (q - 1) / denom
+            ramp = 0.5 - signed_distance / h
+            coverage = torch.clamp(ramp, 0.0, 1.0)
+            grad[:, slot, 0] = (g_fine * coverage).sum((1, 2)) * on.flatten()  # an unused slot gets no gradient
+            # d loss / d signed distance, only inside the ramp (clamp passes its ends, as autograd's does)
+            g_sd = torch.where((ramp >= 0) & (ramp <= 1), -g_fine * v / h, torch.zeros_like(ramp))
+            g_q = g_sd / denom
+            g_root = torch.where(root > 0, -2 * g_sd * signed_distance / denom, torch.zeros_like(root))
+            g_p = g_root / (2 * root.clamp_min(1e-300))  # d root / d P = 1 / (2 root)
+            g_u = g_q * 2 * u / a2 + g_p * 2 * u / (a2 * a2)
+            g_w = g_q * 2 * w / b2 + g_p * 2 * w / (b2 * b2)
+            g_a = (g_q * (-2 * u * u / (a2 * a)) + g_p * (-4 * u * u / (a2 * a2 * a))).sum((1, 2))
+            g_b = (g_q * (-2 * w * w / (b2 * b)) + g_p * (-4 * w * w / (b2 * b2 * b))).sum((1, 2))
+            grad[:, slot, 1] = g_a * on.flatten()
+            grad[:, slot, 2] = g_b * on.flatten()
+            grad[:, slot, 3] = (-g_u * cos + g_w * sin).sum((1, 2))
+            grad[:, slot, 4] = (-g_u * sin - g_w * cos).sum((1, 2))
+            grad[:, slot, 5] = (g_u * w - g_w * u).sum((1, 2))
+        return torch.zeros_like(grad).scatter(1, order[..., None].expand_as(grad), grad), None, None
 
 @dataclass(frozen=True)
 class EllipsePrior:
