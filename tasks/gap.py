@@ -16,7 +16,7 @@ from recongap.datasets import DataError
 from recongap.evaluation import bayes_mse_estimate, gap_to_reference, normalized_error, reference_errors, score
 from recongap.files import atomic_path, write_text_atomic
 from recongap.metrics import mse
-from recongap.posterior.store import SUMMARY_NAME, is_flagged, load_reference
+from recongap.posterior.store import SUMMARY_NAME, is_flagged, load_reference, mean_and_stderr
 
 #: Normalized errors MSE / E||E[x|y] - x||^2 from J. Adler's talk "Deep learning
 #: for inverse problems: where are we? how far can we go?" (128x128 ellipses,
@@ -72,7 +72,20 @@ class MCMCReference:
             "thresholds": {"rhat_max": self.settings.rhat_max, "ess_min": self.settings.ess_min},
             "items_flagged": self.flagged,
             "reliable": self.reliable,
-        }
+        } | self._checks()
+
+    def _checks(self) -> dict:
+        """The second Bayes-error estimate (mean posterior variance; it should
+        agree with bayes_mse, which rests on the truth) and the mode probe."""
+        out = {}
+        variances = [d["bayes_mse"]["variance"] for d in self.diagnostics if "bayes_mse" in d]
+        if variances:
+            out["bayes_mse_from_variance"] = mean_and_stderr(variances)
+        probed = [i for i, d in zip(self.indices, self.diagnostics) if "probe" in d]
+        if probed:
+            out["items_probed"] = len(probed)
+            out["items_multimodal"] = [i for i in probed if self.diagnostics[self.indices.index(i)]["probe"]["multimodal"]]
+        return out
 
     def gap(self, estimate: torch.Tensor) -> dict:
         """A method's mse / normalized_error / gap on the reference items."""
@@ -120,10 +133,23 @@ def gap_markdown(summary: dict) -> str:
         f"bulk ESS min {mcmc['ess_min']} (thresholds R-hat <= {mcmc['thresholds']['rhat_max']}, "
         f"ESS >= {mcmc['thresholds']['ess_min']}).",
     ]
+    if "bayes_mse_from_variance" in mcmc:
+        v = mcmc["bayes_mse_from_variance"]
+        lines += [
+            "",
+            f"The same Bayes MSE from the posterior variance summed over pixels: {v['mean']:.3e} ± {v['stderr']:.1e} "
+            "(the figure above rests on ||mean - x*||^2; the two agree when the chains follow the posterior).",
+        ]
+    if "items_probed" in mcmc:
+        lines += [
+            "",
+            f"Mode probe: {mcmc['items_probed']} items probed by chains from prior draws; "
+            f"{len(mcmc['items_multimodal'])} flagged multimodal {mcmc['items_multimodal']}.",
+        ]
     if not mcmc["reliable"]:
         lines += [
             "",
-            f"**{UNRELIABLE}: {len(mcmc['items_flagged'])} of {mcmc['items']} reference items did not converge "
+            f"**{UNRELIABLE}: {len(mcmc['items_flagged'])} of {mcmc['items']} reference items were flagged (unconverged, or a better fit found by the mode probe) "
             f"(items {mcmc['items_flagged']}); every normalized error and gap below is marked {UNRELIABLE}.**",
         ]
     if ref["kind"] == "closed_form":

@@ -6,14 +6,16 @@ Samples p(x | y) under the very prior, operator, noise level and measurement
 grid that made the test data, for the first `reference.budgets.<scale>.items`
 test items, and writes models/PIPELINE/reference/item_NNNNN.npz (posterior
 mean, pixel std, thinned samples, diagnostics) plus summary.json. Items done
-with the same settings are skipped, so an interrupted run resumes; items made
-with other settings are sampled again. On a Gaussian prior each item file
-also holds the closed-form posterior mean and std.
+with the same settings and code are skipped, so an interrupted run resumes;
+items made with other settings, or by other sampler/prior/operator code, are
+sampled again. On a Gaussian prior each item file also holds the closed-form
+posterior mean and std.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -24,10 +26,36 @@ from recongap.config import ConfigError
 from recongap.datasets import DataError, derived_seed, read_split
 from recongap.operators import Geometry, RayTransform
 from recongap.posterior import GaussianPosterior
-from recongap.posterior.store import ItemReference, load_reference, run_items, summarize, write_summary
+from recongap.posterior.store import (
+    ItemReference,
+    code_fingerprint,
+    load_reference,
+    run_items,
+    summarize,
+    write_summary,
+)
 
 from . import tracking
 from .common import load_configs, pick_device, run_stage, stage_parser
+
+# The code a reference item depends on: the sampler, the priors, and the
+# operators that compute A x (datasets.simulate builds the finer-grid operator
+# of the likelihood). Its hash is in each item's fingerprint, so a fix here
+# resamples the items the old code made. dvc.yaml's `reference` deps cover them.
+CODE_MODULES = (
+    "recongap.posterior.reference",
+    "recongap.posterior.mcmc",
+    "recongap.posterior.diagnostics",
+    "recongap.posterior.gaussian",
+    "recongap.priors.ellipses",
+    "recongap.priors.gaussian_field",
+    "recongap.priors.special",
+    "recongap.operators.ray_transform",
+    "recongap.operators.backends",
+    "recongap.operators.linear",
+    "recongap.operators.geometry",
+    "recongap.datasets.simulate",
+)
 
 
 def main() -> None:
@@ -74,6 +102,9 @@ def main() -> None:
         "seed": settings.seed,
         "temperatures": settings.temperatures,
         "beta_min": settings.beta_min,
+        "start": settings.start,
+        "projections": settings.projections,
+        "probe_chains": settings.probe_chains,
     }
     common = {
         "sampler": sampler,
@@ -82,10 +113,11 @@ def main() -> None:
         "noise_std": noise_std,
         "measurement_grid_factor": grid_factor,
         "geometry": test.attrs["config"]["geometry"],
+        "code_sha256": code_fingerprint(importlib.import_module(name) for name in CODE_MODULES),
     }
 
     def fingerprint(i: int) -> dict:
-        data = hashlib.sha256(test.measurements[i].tobytes() + test.images[i].tobytes()).hexdigest()
+        data = hashlib.sha256(test.measurements[i].tobytes() + test.images[i].tobytes() + test.params[i].tobytes()).hexdigest()
         return {**common, "item": i, "data_sha256": data}
 
     def sample(batch: list[int]) -> list[ItemReference]:
@@ -93,7 +125,10 @@ def main() -> None:
         x = torch.from_numpy(test.images[batch]).to(device)
         # seeded by the batch's first item: a resumed run samples a batch as a full run would
         run = ReferenceSettings(**{**sampler, "seed": derived_seed(settings.seed, f"reference-{batch[0]}")})
-        results = sample_reference(prior, operator, noise_std, y, run, truth=x, measurement_grid_factor=grid_factor)
+        theta = torch.from_numpy(test.params[batch]).to(device)  # an exact posterior draw per item: where start="truth" starts
+        results = sample_reference(
+            prior, operator, noise_std, y, run, truth=x, measurement_grid_factor=grid_factor, truth_params=theta
+        )
         items = []
         for j, r in enumerate(results):
             item = ItemReference(

@@ -18,7 +18,7 @@ from tasks.report import section
 N, ITEMS = 8, 6
 
 
-def _reference(directory, truth: torch.Tensor, rhats: list[float]) -> None:
+def _reference(directory, truth: torch.Tensor, rhats: list[float], multimodal: tuple[int, ...] = ()) -> None:
     g = np.random.default_rng(0)
     items = {}
     for i, rhat in enumerate(rhats):
@@ -26,15 +26,17 @@ def _reference(directory, truth: torch.Tensor, rhats: list[float]) -> None:
         mean = x + 0.05 * g.standard_normal(x.shape)  # a posterior mean near the truth
         items[i] = ItemReference(
             mean=mean, std=np.full_like(x, 0.05), samples=np.stack([mean[0]] * 4),
-            diagnostics={"rhat_max": rhat, "ess_min": 800.0, "ess_per_second": 50.0, "seconds": 16.0, "acceptance": 0.7},
+            diagnostics={"rhat_max": rhat, "ess_min": 800.0, "ess_per_second": 50.0, "seconds": 16.0, "acceptance": 0.7,
+                         "bayes_mse": {"variance": 0.05**2, "truth": float(((mean - x) ** 2).mean())},
+                         "probe": {"multimodal": i in multimodal}},
         )
         save_item(item_path(directory, i), items[i], {"item": i})
     write_summary(directory, summarize(items, 1.01, 400))
 
 
-def _summary(tmp_path, rhats: list[float]) -> dict:
+def _summary(tmp_path, rhats: list[float], multimodal: tuple[int, ...] = ()) -> dict:
     truth = torch.rand(ITEMS + 2, 1, N, N, generator=torch.Generator().manual_seed(1))
-    _reference(tmp_path / "reference", truth, rhats)
+    _reference(tmp_path / "reference", truth, rhats, multimodal)
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(2))
     estimates = {"fbp": truth + 0.5 * noise, "tv": truth + 0.2 * noise}
     results = {
@@ -64,6 +66,10 @@ def test_converged_reference_gives_ordered_gaps_with_error_bars(tmp_path):
     table = (tmp_path / "reports" / "gap.md").read_text()
     assert "UNRELIABLE" not in table and "| fbp |" in table and "| 372.0 |" in table and f"{ITEMS} test items" in table
     assert (tmp_path / "reports" / "gap.png").stat().st_size > 1000
+    # the second Bayes-error estimate and the probe, beside the first
+    assert ref["bayes_mse_from_variance"]["mean"] == pytest.approx(0.05**2) and ref["items_probed"] == ITEMS
+    assert ref["items_multimodal"] == [] and "from the posterior variance summed over pixels: 2.500e-03" in table
+    assert f"{ITEMS} items probed" in table
 
 
 def test_a_flagged_item_makes_every_table_say_unreliable(tmp_path):
@@ -77,4 +83,11 @@ def test_a_flagged_item_makes_every_table_say_unreliable(tmp_path):
     # in gap.md both the normalized error and the gap are marked
     fbp_row = next(line for line in gap_md.splitlines() if line.startswith("| fbp |"))
     assert fbp_row.count("UNRELIABLE (") == 2
-    assert "1 of 6 reference items did not converge" in gap_md
+    assert "1 of 6 reference items were flagged" in gap_md
+
+
+def test_an_item_the_probe_calls_multimodal_makes_the_reference_unreliable(tmp_path):
+    summary = _summary(tmp_path, [1.001] * ITEMS, multimodal=(2,))
+    ref = summary["reference"]
+    assert ref["items_multimodal"] == [2] and ref["items_flagged"] == [2] and not ref["reliable"]
+    assert "1 flagged multimodal [2]" in (tmp_path / "reports" / "gap.md").read_text()

@@ -178,6 +178,16 @@ class ReferenceParams(Strict):
     leapfrog_steps: int = Field(default=10, ge=1, description="HMC leapfrog steps per gradient move")
     temperatures: int = Field(default=1, ge=1, description="replicas per chain for parallel tempering; 1: off")
     beta_min: float = Field(default=1e-3, gt=0, lt=1, description="likelihood exponent of the hottest replica")
+    start: Literal["truth", "prior"] = Field(
+        default="truth",
+        description="truth: a pilot from each item's true parameters (an exact posterior draw) tunes the kernel, "
+        "then the kept chains start there with it fixed; prior: chains start from prior draws and warm up in place",
+    )
+    projections: int = Field(default=8, ge=0, description="random image projections added to the convergence summaries")
+    probe_chains: int = Field(
+        default=2, ge=0,
+        description="start=truth: chains per item from prior draws; one that fits better than the kept chains' median flags the item multimodal",
+    )
     seed: int = Field(default=0, ge=0)
     batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -4,7 +4,7 @@ bulk ESS (Vehtari et al. 2021), computed by ArviZ."""
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Collection, Mapping
 
 import arviz
 import numpy as np
@@ -17,11 +17,19 @@ def _as_chains_by_draws(trace: np.ndarray, name: str) -> np.ndarray:
     return trace
 
 
-def summarize(traces: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """{name: {"rhat", "ess", "mean", "mcse"}} for (chains, draws) traces of scalar summaries."""
+def summarize(traces: Mapping[str, np.ndarray], must_move: Collection[str] = ()) -> dict[str, dict[str, float]]:
+    """{name: {"rhat", "ess", "mean", "mcse"}} for (chains, draws) traces of scalar summaries.
+
+    A trace constant over every chain and draw counts as agreeing (R-hat 1),
+    unless its name is in `must_move`: there it means the chains never left
+    their start (the distance to a truth they started at), which is
+    unconverged (R-hat inf, ESS 0)."""
     out: dict[str, dict[str, float]] = {}
     for name, trace in traces.items():
         trace = _as_chains_by_draws(trace, name)
+        if np.ptp(trace) == 0 and name in must_move:
+            out[name] = {"rhat": math.inf, "ess": 0.0, "mean": float(trace.flat[0]), "mcse": math.nan}
+            continue
         if np.ptp(trace) == 0:
             # every chain sat on one value (e.g. an empty image): they agree
             # exactly and the mean has no Monte-Carlo error; ArviZ gives NaN here

@@ -165,6 +165,17 @@ def warmup_windows(warmup: int) -> tuple[int, int]:
     return start, end
 
 
+@dataclass
+class HMCRun:
+    """What run_hmc leaves: each row's mean acceptance per move kind after
+    warm-up, and the kernel it ended with (step size and diagonal inverse mass),
+    which a later run may reuse as a fixed kernel."""
+
+    acceptance: dict[str, torch.Tensor]
+    step: torch.Tensor  # (T,)
+    inv_mass: torch.Tensor  # (T, D)
+
+
 #: A Metropolis-Hastings move after each HMC transition: (q, u, generator) -> (q, u, accept_prob per row, NaN where not attempted).
 ExtraMove = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -176,19 +187,23 @@ def run_hmc(
     warmup: int,
     draws: int,
     leapfrog_steps: int,
-    step_size: float,
+    step_size: float | torch.Tensor,
     target_accept: float,
     generator: torch.Generator,
     default_inv_mass: torch.Tensor | None = None,
     mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     extra_moves: Mapping[str, ExtraMove] | None = None,
-    on_draw: Callable[[int, torch.Tensor], None] | None = None,
-) -> dict[str, torch.Tensor]:
+    on_draw: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> HMCRun:
     """Warm up (adapting each row's step size and diagonal mass), then run
-    `draws` (>= 1) frozen transitions, calling on_draw(i, q) after each.
+    `draws` (>= 0) frozen transitions, calling on_draw(i, q, u) after each
+    (u the (T,) potential at q).
     Returns each row's (T,) mean acceptance probability per move kind after
     warm-up ("hmc" and the names of `extra_moves`; NaN where a chain never
-    attempted that move).
+    attempted that move or there were no draws) and the final kernel. With
+    warmup=0 the kernel is `step_size` (a number or one per row) and
+    `default_inv_mass` as given, fixed from the first transition: a pilot
+    run's kernel reused so that every transition of the kept run is exact.
 
     `mask_fn(q)` picks the coordinates the gradient move may change (the
     active ellipse slots); `extra_moves` are Metropolis-Hastings moves applied
@@ -201,7 +216,7 @@ def run_hmc(
     u, grad = potential_and_grad(potential, q0)
     if not torch.isfinite(u).all():
         raise ValueError("the initial MCMC state has zero posterior density (outside the prior's support)")
-    step = torch.full((t,), float(step_size), dtype=q0.dtype, device=q0.device)
+    step = torch.as_tensor(step_size, dtype=q0.dtype, device=q0.device).expand(t).clone()
     state = HMCState(q0.detach().clone(), u, grad, step, inv_mass)
     adapt = DualAveraging(step.log(), target_accept)
     variance = MaskedVariance(q0)
@@ -235,8 +250,21 @@ def run_hmc(
         for name, prob in extra_probs.items():
             extra_accept[name].append(prob)
         if on_draw is not None:
-            on_draw(i - warmup, state.q)
-    acceptance = {"hmc": torch.stack(hmc_accept).mean(0).cpu()}
-    for name, probs in extra_accept.items():
-        acceptance[name] = torch.stack(probs).nanmean(0).cpu()
-    return acceptance
+            on_draw(i - warmup, state.q, state.u)
+    def mean_rate(probs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(probs).nanmean(0).cpu() if probs else torch.full((t,), math.nan, dtype=q0.dtype)
+
+    acceptance = {"hmc": mean_rate(hmc_accept)} | {name: mean_rate(probs) for name, probs in extra_accept.items()}
+    return HMCRun(acceptance=acceptance, step=state.step, inv_mass=state.inv_mass)
+
+
+def run_hmc_from_truth(potential: Potential, q_truth: torch.Tensor, *, warmup: int, draws: int, **kwargs) -> HMCRun:
+    """HMC started at an exact posterior draw (the simulated truth): a pilot
+    of `warmup` transitions from q_truth tunes each row's step size and mass
+    and is discarded; the kept run starts at q_truth again with that kernel
+    fixed, so it needs no burn-in and every transition is a fixed Metropolis
+    kernel. kwargs as for run_hmc (step_size and default_inv_mass start the pilot)."""
+    on_draw = kwargs.pop("on_draw", None)
+    pilot = run_hmc(potential, q_truth, warmup=warmup, draws=0, **kwargs)
+    kwargs.update(step_size=pilot.step, default_inv_mass=pilot.inv_mass)
+    return run_hmc(potential, q_truth, warmup=0, draws=draws, on_draw=on_draw, **kwargs)

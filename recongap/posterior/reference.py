@@ -23,7 +23,7 @@ from ..datasets.simulate import measurement_operator
 from ..operators import RayTransform
 from ..priors import EllipsePrior, GaussianFieldPrior
 from .diagnostics import summarize
-from .mcmc import run_hmc
+from .mcmc import run_hmc, run_hmc_from_truth
 
 Prior = Union[EllipsePrior, GaussianFieldPrior]
 
@@ -45,9 +45,24 @@ class ReferenceSettings:
     #: 1/sqrt(beta)); 1 = plain HMC on the posterior
     temperatures: int = 1
     beta_min: float = 1e-3
+    #: "prior": chains start from prior draws (ellipses: every second one empty)
+    #: and warm up in place; "truth": a pilot from the true parameters tunes the
+    #: kernel, then the kept chains start at the truth with it fixed
+    start: str = "prior"
+    #: random unit projections of the image added to the summaries
+    projections: int = 8
+    #: start="truth" only: extra chains per item from prior draws, run as long
+    #: as the kept ones; an item where one of them reaches a higher log
+    #: posterior than the median of the truth-started chains is "multimodal"
+    #: (a mode the kept chains never visit). 0 = no probe.
+    probe_chains: int = 0
 
     def __post_init__(self) -> None:
         problems = []
+        if self.start not in ("prior", "truth"):
+            problems.append(f"start={self.start!r} (need 'prior' or 'truth')")
+        if self.projections < 0 or self.probe_chains < 0:
+            problems.append(f"projections={self.projections}, probe_chains={self.probe_chains} (need >= 0)")
         if self.temperatures < 1 or (self.temperatures > 1 and not 0 < self.beta_min < 1):
             problems.append(f"temperatures={self.temperatures}, beta_min={self.beta_min} (need >= 1 and 0 < beta_min < 1)")
         if self.chains < 2:
@@ -76,6 +91,14 @@ def summary_pixels(size: int) -> list[tuple[int, int]]:
     """The fixed pixels whose traces enter the diagnostics."""
     h, q = size // 2, size // 4
     return [(h, h), (q, q), (q, 3 * q), (3 * q, h)]
+
+
+def summary_projections(size: int, count: int) -> torch.Tensor:
+    """(count, N*N) fixed random unit directions in image space (seeded, so
+    every run and item uses the same): their traces see the whole image,
+    where a pixel sees one spot."""
+    directions = torch.randn(count, size * size, generator=torch.Generator().manual_seed(20240), dtype=torch.float64)
+    return directions / directions.norm(dim=1, keepdim=True)
 
 
 class _Target:
@@ -170,7 +193,7 @@ def _birth_death(target: _Target, generator: torch.Generator):
             log_ratio = torch.where(possible & torch.isfinite(log_ratio), log_ratio, torch.full_like(log_ratio, -math.inf))
             accept_prob = log_ratio.clamp(max=0).exp()
             accept = torch.rand(t, generator=gen, dtype=torch.float64).to(device) < accept_prob
-            q_out = torch.where(accept[:, None], q_new, params.reshape(t, -1))
+            q_out = torch.where(accept[:, None], q_new, q)  # rejected rows untouched (no rotation wrap)
             u_out = torch.where(accept, -log_target_new, u)
         return q_out, u_out, accept_prob
 
@@ -222,8 +245,16 @@ def _replica_exchange(target: _Target, temperatures: int):
     return move
 
 
-def _check_inputs(prior: Prior, operator: RayTransform, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int) -> None:
+def _check_inputs(
+    prior: Prior, operator: RayTransform, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int,
+    truth_params: torch.Tensor | None, start: str,
+) -> None:
     size = operator.domain_shape[0]
+    if start == "truth":
+        if truth is None or truth_params is None:
+            raise ValueError("start='truth' needs both truth (the images) and truth_params (the parameters behind them)")
+        if tuple(truth_params.shape) != (y.shape[0], *prior.param_shape):
+            raise ValueError(f"truth_params must have shape ({y.shape[0]}, {', '.join(map(str, prior.param_shape))}), got {tuple(truth_params.shape)}")
     if not isinstance(prior, (EllipsePrior, GaussianFieldPrior)):
         raise ValueError(f"sample_reference supports EllipsePrior and GaussianFieldPrior, got {type(prior).__name__}")
     if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
@@ -249,6 +280,12 @@ def _initial_state(prior: Prior, items: int, settings: ReferenceSettings, genera
         empty = (torch.arange(t) // settings.temperatures % settings.chains) % 2 == 1
         params = torch.where(empty[:, None, None], torch.zeros_like(params), params)
     return params.reshape(t, -1)
+
+
+def _truth_state(truth_params: torch.Tensor, settings: ReferenceSettings) -> torch.Tensor:
+    """(items * chains * temperatures, D): every replica of every chain at its item's true parameters."""
+    flat = truth_params.to(torch.float64).reshape(truth_params.shape[0], -1)
+    return flat.repeat_interleave(settings.chains * settings.temperatures, 0)
 
 
 def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
@@ -284,16 +321,20 @@ def sample_reference(
     settings: ReferenceSettings | None = None,
     truth: torch.Tensor | None = None,
     measurement_grid_factor: int = 1,
+    truth_params: torch.Tensor | None = None,
 ) -> list[ReferenceResult]:
     """Sample p(x | y) for each of the B measurements in y (B, 1, angles, det),
     all items and chains batched on y's device. `truth` (B, 1, N, N), when
-    given, adds the summary "mse_to_truth"; ellipse priors add "ellipse_count"
-    (active slots). With settings.temperatures > 1 every chain is the beta = 1
-    end of a ladder of tempered replicas (parallel tempering, down to
-    beta_min) that exchange states; only the beta = 1 replicas are kept.
-    Returns one ReferenceResult per item."""
+    given, adds the summary "mse_to_truth" (||x_t - x*||^2 / N^2) and the
+    item's two Bayes-error estimates; ellipse priors add "ellipse_count"
+    (active slots). `truth_params` (B, *prior.param_shape) are the parameters
+    behind `truth`, needed by settings.start = "truth". With
+    settings.temperatures > 1 every chain is the beta = 1 end of a ladder of
+    tempered replicas (parallel tempering, down to beta_min) that exchange
+    states; only the beta = 1 replicas are kept. Returns one ReferenceResult
+    per item."""
     settings = settings or ReferenceSettings()
-    _check_inputs(prior, operator, y, truth, measurement_grid_factor)
+    _check_inputs(prior, operator, y, truth, measurement_grid_factor, truth_params, settings.start)
     if not noise_std > 0:
         raise ValueError(f"noise_std must be positive, got {noise_std}")
     device = y.device
@@ -303,13 +344,17 @@ def sample_reference(
     levels = settings.temperatures
     y_rep = y.to(torch.float64).repeat_interleave(chains * levels, 0)
     ladder = torch.logspace(0, math.log10(settings.beta_min), levels, dtype=torch.float64) if levels > 1 else torch.ones(1, dtype=torch.float64)
-    q0 = _initial_state(prior, items, settings, generator).to(device)
+    if settings.start == "truth":
+        q0 = _truth_state(truth_params, settings).to(device)
+    else:
+        q0 = _initial_state(prior, items, settings, generator).to(device)
     t_all = q0.shape[0]
     target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device))
     cold = torch.arange(0, t_all, levels, device=device)  # the beta = 1 replica of each chain
     t = items * chains
     pixels = summary_pixels(size)
-    names = ["mean_intensity"] + [f"pixel_{r}_{c}" for r, c in pixels]
+    directions = summary_projections(size, settings.projections).to(device)
+    names = ["log_posterior", "mean_intensity"] + [f"pixel_{r}_{c}" for r, c in pixels] + [f"projection_{k}" for k in range(settings.projections)]
     truth_rep = None
     is_ellipses = isinstance(prior, EllipsePrior)
     if is_ellipses:
@@ -317,18 +362,23 @@ def sample_reference(
     if truth is not None:
         names = ["mse_to_truth"] + names
         truth_rep = truth.to(device, torch.float64).repeat_interleave(chains, 0)
-    traces = torch.zeros(t, settings.draws, len(names), dtype=torch.float64)
+    n = settings.draws
+    batches = min(5, n)  # batch means of each chain: the Monte Carlo error of the mean image
+    traces = torch.zeros(t, n, len(names), dtype=torch.float64)
     total = torch.zeros(t, 1, size, size, dtype=torch.float64, device=device)
     total_sq = torch.zeros_like(total)
+    batch_total = torch.zeros(t, batches, 1, size, size, dtype=torch.float64, device=device)
     kept: list[torch.Tensor] = []
 
-    def on_draw(i: int, q: torch.Tensor) -> None:
+    def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
         nonlocal total, total_sq
-        q = q[cold]
+        q, log_posterior = q[cold], -u[cold]  # beta = 1 rows: -U is the log posterior (up to a constant)
         with torch.no_grad():
             image = target.image(q).to(torch.float64)
         total, total_sq = total + image, total_sq + image * image
-        columns = [image.flatten(1).mean(1)] + [image[:, 0, r, c] for r, c in pixels]
+        batch_total[:, i * batches // n] += image
+        flat = image.flatten(1)
+        columns = [log_posterior, flat.mean(1)] + [image[:, 0, r, c] for r, c in pixels] + list((flat @ directions.T).unbind(1))
         if is_ellipses:
             columns.append((q.reshape(t, prior.slots, 6)[..., 0] != 0).sum(1).to(torch.float64))
         if truth_rep is not None:
@@ -344,11 +394,12 @@ def sample_reference(
     if levels > 1:
         extra_moves["exchange"] = _replica_exchange(target, levels)
     start = time.perf_counter()
-    acceptance = run_hmc(
+    sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
+    run = sampler(
         target.potential,
         q0,
         warmup=settings.warmup,
-        draws=settings.draws,
+        draws=n,
         leapfrog_steps=settings.leapfrog_steps,
         step_size=settings.step_size,
         target_accept=settings.target_accept,
@@ -358,9 +409,13 @@ def sample_reference(
         extra_moves=extra_moves,
         on_draw=on_draw,
     )
+    probe = None
+    if settings.start == "truth" and settings.probe_chains > 0:
+        probe = _probe_modes(prior, size, measure, float(noise_std), y, settings, generator)
     seconds = (time.perf_counter() - start) / items
-    n = settings.draws
     samples = torch.stack(kept, 1) if kept else torch.zeros(t, 0, 1, size, size, dtype=torch.float64)  # (T, S_chain, 1, N, N)
+    counts = torch.bincount(torch.arange(n) * batches // n, minlength=batches).to(torch.float64).view(1, batches, 1, 1, 1)
+    batch_means = (batch_total.cpu() / counts)
     results = []
     for b in range(items):
         rows = slice(b * chains, (b + 1) * chains)
@@ -368,20 +423,96 @@ def sample_reference(
         second = total_sq[rows].sum(0, keepdim=True).cpu() / (chains * n)
         std = (second - mean**2).clamp_min(0).sqrt()
         item_traces = traces[rows].numpy()
-        summaries = summarize({name: item_traces[..., j] for j, name in enumerate(names)})
+        summaries = summarize({name: item_traces[..., j] for j, name in enumerate(names)}, must_move={"mse_to_truth"})
         rhat_max = max(s["rhat"] for s in summaries.values())
         ess_min = min(s["ess"] for s in summaries.values())
+        item_samples = samples[rows].reshape(-1, 1, size, size)
         diagnostics = {
             "rhat_max": rhat_max if np.isfinite(rhat_max) else math.inf,
             "ess_min": ess_min if np.isfinite(ess_min) else 0.0,
             "ess_per_second": (ess_min / seconds) if np.isfinite(ess_min) and seconds > 0 else 0.0,
             "seconds": seconds,
-            "acceptance": _item_rates(acceptance, b, chains, levels),
+            "acceptance": _item_rates(run.acceptance, b, chains, levels),
             "summaries": summaries,
             "chains": chains,
             "draws": n,
             "warmup": settings.warmup,
             "temperatures": levels,
+            "start": settings.start,
         }
-        results.append(ReferenceResult(mean=mean, std=std, samples=samples[rows].reshape(-1, 1, size, size), diagnostics=diagnostics))
+        if probe is not None:
+            lp_trace = item_traces[..., names.index("log_posterior")]
+            kept_median = float(np.median(lp_trace))
+            best = float(probe[b])
+            diagnostics["probe"] = {
+                "chains": settings.probe_chains,
+                "best_log_posterior": best,
+                "kept_median_log_posterior": kept_median,
+                "multimodal": bool(best > kept_median),
+            }
+        if truth is not None:
+            diagnostics["bayes_mse"] = bayes_error_estimates(mean, std, batch_means[rows], item_samples, truth[b : b + 1].cpu())
+        results.append(ReferenceResult(mean=mean, std=std, samples=item_samples, diagnostics=diagnostics))
     return results
+
+
+def _probe_modes(
+    prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor,
+    settings: ReferenceSettings, generator: torch.Generator,
+) -> torch.Tensor:
+    """(B,) the highest log posterior that `settings.probe_chains` chains per
+    item, started from prior draws (ellipses: every second one empty) and
+    warmed up in place, reach over as many transitions as the kept run. A
+    value above the truth-started chains' typical level says the posterior
+    has mass, or at least a mode, that those chains do not visit."""
+    items, chains = y.shape[0], settings.probe_chains
+    t = items * chains
+    params = prior.sample(t, generator)
+    if isinstance(prior, EllipsePrior):
+        empty = torch.arange(t) % chains % 2 == 1
+        params = torch.where(empty[:, None, None], torch.zeros_like(params), params)
+    q0 = params.reshape(t, -1).to(y.device)
+    target = _Target(prior, size, measure, noise_std, y.to(torch.float64).repeat_interleave(chains, 0))
+    best = torch.full((t,), -math.inf, dtype=torch.float64, device=y.device)
+
+    def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
+        nonlocal best
+        best = torch.maximum(best, -u)
+
+    mask_fn, extra_moves = None, {}
+    if isinstance(prior, EllipsePrior):
+        mask_fn = lambda q: (q.reshape(t, prior.slots, 6)[..., :1] != 0).expand(t, prior.slots, 6).reshape(t, -1)  # noqa: E731
+        extra_moves["birth_death"] = _birth_death(target, generator)
+    run_hmc(
+        target.potential, q0, warmup=settings.warmup, draws=settings.draws, leapfrog_steps=settings.leapfrog_steps,
+        step_size=settings.step_size, target_accept=settings.target_accept, generator=generator,
+        default_inv_mass=_default_inv_mass(prior, t).to(y.device), mask_fn=mask_fn, extra_moves=extra_moves, on_draw=on_draw,
+    )
+    return best.view(items, chains).max(1).values.cpu()
+
+
+def bayes_error_estimates(
+    mean: torch.Tensor, std: torch.Tensor, batch_means: torch.Tensor, samples: torch.Tensor, truth: torch.Tensor
+) -> dict[str, float]:
+    """Two estimates of one item's Bayes error per pixel, E[||x - E[x|y]||^2 | y] / N^2,
+    which agree when the draws follow the posterior and x* is a draw from it:
+
+    - "variance": the posterior variance summed over pixels (from the draws);
+    - "truth": ||mean - x*||^2 less the Monte Carlo variance of the mean (from
+      batch means of each chain), a single draw of a quantity whose
+      expectation is the first;
+    - "truth_sd": that quantity's posterior spread, the std of
+      ||x_s - mean||^2 over the stored samples, so "z" = (truth - variance) /
+      truth_sd is the agreement in its own standard errors.
+
+    mean, std, truth: (1, 1, N, N); batch_means (chains, batches, 1, N, N);
+    samples (S, 1, N, N)."""
+    pixels = truth.numel()
+    variance = float((std.double() ** 2).mean())
+    flat = batch_means.double().reshape(-1, pixels)
+    mc_var = float(flat.var(0, unbiased=True).sum()) / flat.shape[0] / pixels if flat.shape[0] > 1 else math.nan
+    truth_error = float(((mean.double() - truth.double()) ** 2).mean()) - mc_var
+    spread = ((samples.double() - mean.double()) ** 2).flatten(1).mean(1)
+    sd = float(spread.std()) if spread.numel() > 1 else math.nan
+    z = (truth_error - variance) / sd if sd > 0 else math.nan
+    return {"variance": variance, "truth": truth_error, "truth_sd": sd, "mc_var_of_mean": mc_var, "z": z}

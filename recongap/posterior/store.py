@@ -2,20 +2,23 @@
 
 One file per test item, `item_00007.npz`, holds the posterior mean, pixel
 standard deviation, thinned samples, the sampler diagnostics and the
-fingerprint of what produced it (sampler settings, data, item). A run that was
-interrupted finds the items already done with the same fingerprint and skips
-them; an item made with other settings is sampled again. The sampler itself
-lives elsewhere (`recongap.posterior.reference`); this module only decides
-what to run and keeps the results.
+fingerprint of what produced it (sampler settings, data, item, and a hash of
+the code that samples it). A run that was interrupted finds the items already
+done with the same fingerprint and skips them; an item made with other
+settings or other code is sampled again. The sampler itself lives elsewhere
+(`recongap.posterior.reference`); this module only decides what to run and
+keeps the results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from types import ModuleType
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +39,24 @@ class ItemReference:
     closed_form_mean: np.ndarray | None = None  # Gaussian priors: the exact answer beside the MCMC one
     closed_form_std: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+
+
+def code_fingerprint(modules: Iterable[ModuleType]) -> str:
+    """sha256 over the source files of `modules`, in module-name order.
+
+    Put into an item's fingerprint, it makes an item sampled by older code
+    stale: a fix to the sampler or the prior redoes the items it made, where
+    settings alone would call them done.
+    """
+    by_name = {module.__name__: module for module in modules}
+    digest = hashlib.sha256()
+    for name in sorted(by_name):
+        file = getattr(by_name[name], "__file__", None)
+        if file is None:
+            raise ValueError(f"module {name} has no source file to fingerprint")
+        source_sha256 = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        digest.update(f"{name} {source_sha256}\n".encode())
+    return digest.hexdigest()
 
 
 def item_path(directory: str | Path, index: int) -> Path:
@@ -120,11 +141,12 @@ def run_items(
 
 
 def is_flagged(diagnostics: dict, rhat_max: float, ess_min: float) -> bool:
-    """Unconverged: R-hat above the bound, ESS below it, or either not a number."""
+    """Not to be trusted: R-hat above the bound, ESS below it, either not a
+    number, or the mode probe found a better fit than the kept chains hold."""
     rhat, ess = diagnostics.get("rhat_max"), diagnostics.get("ess_min")
     if rhat is None or ess is None or not math.isfinite(rhat) or not math.isfinite(ess):
         return True
-    return rhat > rhat_max or ess < ess_min
+    return rhat > rhat_max or ess < ess_min or bool(diagnostics.get("probe", {}).get("multimodal"))
 
 
 def summarize(items: dict[int, ItemReference], rhat_max: float, ess_min: float) -> dict:
@@ -136,6 +158,11 @@ def summarize(items: dict[int, ItemReference], rhat_max: float, ess_min: float) 
         return [float(d[key]) for d in diag.values() if d.get(key) is not None]
 
     seconds, ess_per_second = values("seconds"), values("ess_per_second")
+    probed = [i for i, d in diag.items() if "probe" in d]
+    bayes = {
+        kind: mean_and_stderr([d["bayes_mse"][kind] for d in diag.values() if "bayes_mse" in d])
+        for kind in ("variance", "truth")
+    }
     return {
         "items": len(diag),
         "rhat_max": max(values("rhat_max"), default=float("nan")),
@@ -144,8 +171,24 @@ def summarize(items: dict[int, ItemReference], rhat_max: float, ess_min: float) 
         "seconds_per_item": sum(seconds) / len(seconds) if seconds else float("nan"),
         "thresholds": {"rhat_max": rhat_max, "ess_min": ess_min},
         "items_flagged": flagged,
-        "per_item": {str(i): {k: d.get(k) for k in ("rhat_max", "ess_min", "ess_per_second", "seconds", "acceptance")} for i, d in diag.items()},
+        "items_probed": len(probed),
+        "items_multimodal": [i for i in probed if diag[i]["probe"]["multimodal"]],
+        # two estimates of the mean Bayes MSE per pixel over the items (reference.bayes_error_estimates)
+        "bayes_mse": bayes,
+        "per_item": {
+            str(i): {k: d.get(k) for k in ("rhat_max", "ess_min", "ess_per_second", "seconds", "acceptance", "bayes_mse", "probe")}
+            for i, d in diag.items()
+        },
     }
+
+
+def mean_and_stderr(values: list[float]) -> dict[str, float]:
+    """Mean over items and its standard error (NaN with fewer than two)."""
+    if not values:
+        return {"mean": math.nan, "stderr": math.nan, "items": 0}
+    a = np.asarray(values, dtype=np.float64)
+    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan
+    return {"mean": float(a.mean()), "stderr": se, "items": len(a)}
 
 
 def write_summary(directory: str | Path, summary: dict) -> None:

@@ -26,7 +26,7 @@ def gaussian_run():
     gen = torch.Generator().manual_seed(7)
     x = prior.render(prior.sample(4, gen), SIZE)
     y = op(x) + NOISE * torch.randn(x.shape[0], 1, *op.range_shape, generator=gen, dtype=torch.float64)
-    settings = ReferenceSettings(chains=4, warmup=150, draws=240, thin=3, seed=3)
+    settings = ReferenceSettings(chains=4, warmup=150, draws=480, thin=3, seed=3)
     results = sample_reference(prior, op, NOISE, y, settings, truth=x)
     return prior, op, x, y, settings, results, GaussianPosterior(prior, op, NOISE)
 

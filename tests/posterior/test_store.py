@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 
-from recongap.posterior.store import ItemReference, is_flagged, item_path, load_item, load_reference, run_items, summarize
+from recongap.posterior.store import (
+    ItemReference,
+    code_fingerprint,
+    is_flagged,
+    item_path,
+    load_item,
+    load_reference,
+    run_items,
+    summarize,
+)
 
 
 def _result(i: int, rhat: float = 1.001) -> ItemReference:
@@ -58,6 +72,19 @@ def test_summary_flags_unconverged_items(tmp_path):
     assert summary["items_flagged"] == [1, 2] and summary["items"] == 3
     assert is_flagged({"rhat_max": 1.0, "ess_min": 10.0}, 1.01, 400)
     assert not is_flagged({"rhat_max": 1.0, "ess_min": 500.0}, 1.01, 400)
+    # converged, but the mode probe found a better fit than the kept chains hold
+    assert is_flagged({"rhat_max": 1.0, "ess_min": 500.0, "probe": {"multimodal": True}}, 1.01, 400)
+    assert not is_flagged({"rhat_max": 1.0, "ess_min": 500.0, "probe": {"multimodal": False}}, 1.01, 400)
+
+
+def test_summary_reports_the_probe_and_both_bayes_error_estimates():
+    items = {i: _result(i) for i in range(3)}
+    for i, (variance, truth, multimodal) in enumerate([(1.0, 1.2, False), (2.0, 1.9, True), (3.0, 3.2, False)]):
+        items[i].diagnostics.update(bayes_mse={"variance": variance, "truth": truth}, probe={"multimodal": multimodal})
+    summary = summarize(items, rhat_max=1.01, ess_min=400)
+    assert summary["items_probed"] == 3 and summary["items_multimodal"] == [1] and 1 in summary["items_flagged"]
+    assert summary["bayes_mse"]["variance"]["mean"] == 2.0 and summary["bayes_mse"]["variance"]["stderr"] == 1 / 3**0.5
+    assert abs(summary["bayes_mse"]["truth"]["mean"] - 2.1) < 1e-12 and summary["bayes_mse"]["truth"]["items"] == 3
 
 
 def test_load_reference_names_a_missing_item(tmp_path):
@@ -69,3 +96,54 @@ def test_load_reference_names_a_missing_item(tmp_path):
         assert "item_00001.npz" in str(e)
     else:
         raise AssertionError("a missing item must fail")
+
+
+def _import_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_code_fingerprint_follows_the_source_and_nothing_else(tmp_path):
+    (tmp_path / "sampler_a.py").write_text("STEP = 0.1\n")
+    (tmp_path / "prior_b.py").write_text("SCALE = 1.0\n")
+    sampler = _import_file("sampler_a", tmp_path / "sampler_a.py")
+    prior = _import_file("prior_b", tmp_path / "prior_b.py")
+
+    before = code_fingerprint([sampler, prior])
+    assert len(before) == 64 and int(before, 16) >= 0  # a sha256 hex digest
+    assert code_fingerprint([sampler, prior]) == before  # stable across calls
+    assert code_fingerprint([prior, sampler]) == before  # and across the order given
+    assert code_fingerprint([sampler]) != before  # another set of modules
+
+    (tmp_path / "sampler_a.py").write_text("STEP = 0.2  # the fix\n")
+    after = code_fingerprint([sampler, prior])
+    assert after != before
+    assert code_fingerprint([sampler, prior]) == after
+
+
+def test_code_fingerprint_of_a_module_without_a_file_fails():
+    try:
+        code_fingerprint([sys])
+    except ValueError as e:
+        assert "sys" in str(e)
+    else:
+        raise AssertionError("a module without a source file must fail")
+
+
+def test_other_code_makes_done_items_stale(tmp_path):
+    code = {"code_sha256": code_fingerprint([np])}
+    fingerprint = lambda i: {"settings": {"draws": 100}, "item": i, **code}  # noqa: E731
+    first = Recorder()
+    assert run_items(tmp_path, [0, 1], fingerprint, first)["sampled"] == [0, 1] and first.calls == [[0], [1]]
+
+    same_code = Recorder()
+    done = run_items(tmp_path, [0, 1], fingerprint, same_code)
+    assert done == {"sampled": [], "skipped": [0, 1]} and same_code.calls == []
+
+    code["code_sha256"] = code_fingerprint([np, importlib.util])  # a sampler fix: same settings, other code
+    other_code = Recorder()
+    done = run_items(tmp_path, [0, 1], fingerprint, other_code)
+    assert done == {"sampled": [0, 1], "skipped": []} and other_code.calls == [[0], [1]]
+    assert load_item(item_path(tmp_path, 1))[1]["code_sha256"] == code["code_sha256"]
