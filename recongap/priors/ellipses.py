@@ -28,16 +28,19 @@ def render_ellipses(params: torch.Tensor, size: int, supersample: int = 2) -> to
     per pixel: an approximation of pixel-area weighting that is a continuous,
     almost everywhere differentiable function of the parameters.
 
-    With gradients on, the backward pass is hand-written (`_RenderEllipses`):
-    autograd kept about twenty full-grid intermediates per ellipse and spent
-    five times the forward's time going back through them (the MCMC
-    reference's cost per step, docs/benchmarks.md); the forward is the same code either way.
+    Each ellipse is computed only on the window of samples it can reach (most
+    cover a few percent of the image), which adds exactly the numbers the
+    full-grid definition `_render_forward` adds. With gradients on, the
+    backward pass is hand-written (`_RenderEllipses`): autograd kept about
+    twenty full-grid intermediates per ellipse and spent five times the
+    forward's time going back through them, the MCMC reference's main cost
+    per step (docs/benchmarks.md, `python -m benchmarks.render`).
     """
     if params.ndim != 3 or params.shape[-1] != len(FIELDS):
         raise ValueError(f"ellipse parameters must have shape (n, slots, {len(FIELDS)}), got {tuple(params.shape)}")
     if params.requires_grad and torch.is_grad_enabled():
         return _RenderEllipses.apply(params, size, supersample)
-    return _render_forward(params, size, supersample)
+    return _render_windowed(params, size, supersample)
 
 
 def _fine_grid(size: int, supersample: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -49,14 +52,14 @@ def _fine_grid(size: int, supersample: int, like: torch.Tensor) -> tuple[torch.T
 
 
 def _render_forward(params: torch.Tensor, size: int, supersample: int) -> torch.Tensor:
-    """render_ellipses' computation (see there)."""
+    """render_ellipses' definition, every slot on the full grid. The render
+    itself computes each slot on its window only (`_render_windowed`,
+    `_RenderEllipses`); the tests hold it to this, bit for bit, and its
+    gradient to autograd's through this."""
     n = params.shape[0]
     # Rendering is a sum over slots: move used slots to the front and stop at
     # the largest count in the batch instead of visiting every slot.
-    active = params[..., 0] != 0
-    order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
-    params = torch.gather(params, 1, order[..., None].expand_as(params))
-    k = int(active.sum(1).max()) if n else 0
+    params, _, k = _used_first(params)
     gx, gy, h = _fine_grid(size, supersample, params)
     image = params.new_zeros(n, *gx.shape)
     for slot in range(k):
@@ -77,60 +80,128 @@ def _render_forward(params: torch.Tensor, size: int, supersample: int) -> torch.
     return image.unsqueeze(1)
 
 
+def _slot_windows(slot: torch.Tensor, h: float, fine: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the fine-grid rectangle outside which one slot's coverage and
+    its gradient are exactly 0: (rows (n, W_r), cols (n, W_c), flat indices
+    (n, W_r * W_c)), one window size for all rows, each row's placed on its
+    ellipse (an unused slot's anywhere: it adds nothing).
+
+    With u = a U, w = b W the ramp's signed distance is (q - 1) / (2 sqrt(U^2/a^2
+    + W^2/b^2)) >= (r - 1/r) m / 2 for r = sqrt(q), m = min(a, b). It reaches
+    h/2, where coverage is 0, once r >= R = (h/m + sqrt((h/m)^2 + 4)) / 2, so the
+    bounding box of the ellipse scaled by R (plus a sample) holds every
+    non-zero sample.
+    """
+    with torch.no_grad():
+        v, a, b, x0, y0, rot = slot.unbind(-1)
+        on = v != 0
+        a, b = torch.where(on, a, torch.ones_like(a)), torch.where(on, b, torch.ones_like(b))
+        ratio = h / torch.minimum(a, b)
+        scale = (ratio + torch.sqrt(ratio * ratio + 4)) / 2
+        cos, sin = torch.cos(rot), torch.sin(rot)
+        half_x = torch.where(on, scale * torch.sqrt((a * cos) ** 2 + (b * sin) ** 2), torch.zeros_like(a))
+        half_y = torch.where(on, scale * torch.sqrt((a * sin) ** 2 + (b * cos) ** 2), torch.zeros_like(a))
+        # sample j sits at -1 + (j + 0.5) h in x; row i at 1 - (i + 0.5) h in y
+        col_lo = torch.floor((x0 - half_x + 1) / h - 0.5).clamp(0, fine - 1).long() - 1
+        col_hi = torch.ceil((x0 + half_x + 1) / h - 0.5).clamp(0, fine - 1).long() + 1
+        row_lo = torch.floor((1 - y0 - half_y) / h - 0.5).clamp(0, fine - 1).long() - 1
+        row_hi = torch.ceil((1 - y0 + half_y) / h - 0.5).clamp(0, fine - 1).long() + 1
+        width = min(int((col_hi - col_lo).max()) + 1, fine)
+        height = min(int((row_hi - row_lo).max()) + 1, fine)
+        cols = col_lo.clamp(0, fine - width)[:, None] + torch.arange(width, device=slot.device)
+        rows = row_lo.clamp(0, fine - height)[:, None] + torch.arange(height, device=slot.device)
+        flat = (rows[:, :, None] * fine + cols[:, None, :]).reshape(slot.shape[0], -1)
+    return rows, cols, flat
+
+
+def _slot_geometry(slot: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, size: int, supersample: int):
+    """One slot's quantities on its window, as render's loop computes them on the full grid."""
+    n = slot.shape[0]
+    gx, gy, h = _fine_grid(size, supersample, slot)
+    v, a, b, x0, y0, rot = (slot[:, i].reshape(n, 1, 1) for i in range(6))
+    on = v != 0
+    a, b = torch.where(on, a, torch.ones_like(a)), torch.where(on, b, torch.ones_like(b))
+    dx = gx[0][cols][:, None, :] - x0  # (n, 1, W_c): the same numbers as gx - x0 at those samples
+    dy = gy[:, 0][rows][:, :, None] - y0  # (n, W_r, 1)
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    u, w = dx * cos + dy * sin, -dx * sin + dy * cos
+    return v, a, b, on, cos, sin, u, w, h
+
+
 class _RenderEllipses(torch.autograd.Function):
     """render_ellipses with the gradient of each slot's six parameters written
     out (chain rule through the signed distance of the boundary ramp),
-    recomputed slot by slot instead of stored."""
+    recomputed slot by slot instead of stored, each slot only on the window
+    where it is non-zero (most ellipses cover a few percent of the image).
+    The forward adds the very numbers the full-grid loop adds, so the image
+    is the same to the bit (tested)."""
 
     @staticmethod
     def forward(ctx, params: torch.Tensor, size: int, supersample: int) -> torch.Tensor:
         ctx.save_for_backward(params)
         ctx.size, ctx.supersample = size, supersample
-        return _render_forward(params, size, supersample)
+        return _render_windowed(params, size, supersample)
 
     @staticmethod
     def backward(ctx, grad_image: torch.Tensor):
         (params,) = ctx.saved_tensors
         size, ss = ctx.size, ctx.supersample
-        n = params.shape[0]
-        # as in the forward: used slots first, visit only as many as the fullest row has
-        active = params[..., 0] != 0
-        order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
-        params = torch.gather(params, 1, order[..., None].expand_as(params))
-        gx, gy, h = _fine_grid(size, ss, params)
+        n, fine = params.shape[0], size * ss
+        params, order, k = _used_first(params)
         # the pixel mean over ss x ss samples, backwards: each sample gets grad / ss^2
-        g_fine = grad_image.reshape(n, size, size).repeat_interleave(ss, 1).repeat_interleave(ss, 2) / (ss * ss)
+        g_fine = (grad_image.reshape(n, size, size).repeat_interleave(ss, 1).repeat_interleave(ss, 2) / (ss * ss)).reshape(n, -1)
         grad = torch.zeros_like(params)
-        for slot in range(int(active.sum(1).max()) if n else 0):
-            v, a, b, x0, y0, rot = (params[:, slot, i].reshape(n, 1, 1) for i in range(6))
-            on = v != 0
-            a, b = torch.where(on, a, torch.ones_like(a)), torch.where(on, b, torch.ones_like(b))
-            dx, dy = gx - x0, gy - y0
-            cos, sin = torch.cos(rot), torch.sin(rot)
-            u, w = dx * cos + dy * sin, -dx * sin + dy * cos
+        for slot in range(k):
+            rows, cols, flat = _slot_windows(params[:, slot], 2.0 / fine, fine)
+            v, a, b, on, cos, sin, u, w, h = _slot_geometry(params[:, slot], rows, cols, size, ss)
+            g = g_fine.gather(1, flat).reshape(n, rows.shape[1], cols.shape[1])
             a2, b2 = a * a, b * b
             q = u * u / a2 + w * w / b2
-            root = torch.sqrt(u * u / (a2 * a2) + w * w / (b2 * b2))  # g = 2 root
+            root = torch.sqrt(u * u / (a2 * a2) + w * w / (b2 * b2))  # the forward's grad / 2
             denom = 2 * root + 1e-12
             signed_distance = (q - 1) / denom
             ramp = 0.5 - signed_distance / h
-            coverage = torch.clamp(ramp, 0.0, 1.0)
-            grad[:, slot, 0] = (g_fine * coverage).sum((1, 2)) * on.flatten()  # an unused slot gets no gradient
+            on_flat = on.flatten()
+            grad[:, slot, 0] = (g * torch.clamp(ramp, 0.0, 1.0)).sum((1, 2)) * on_flat  # an unused slot gets no gradient
             # d loss / d signed distance, only inside the ramp (clamp passes its ends, as autograd's does)
-            g_sd = torch.where((ramp >= 0) & (ramp <= 1), -g_fine * v / h, torch.zeros_like(ramp))
+            g_sd = torch.where((ramp >= 0) & (ramp <= 1), -g * v / h, torch.zeros_like(ramp))
             g_q = g_sd / denom
-            g_root = torch.where(root > 0, -2 * g_sd * signed_distance / denom, torch.zeros_like(root))
-            g_p = g_root / (2 * root.clamp_min(1e-300))  # d root / d P = 1 / (2 root)
+            g_p = torch.where(root > 0, -g_sd * signed_distance / (denom * root.clamp_min(1e-300)), torch.zeros_like(root))
             g_u = g_q * 2 * u / a2 + g_p * 2 * u / (a2 * a2)
             g_w = g_q * 2 * w / b2 + g_p * 2 * w / (b2 * b2)
-            g_a = (g_q * (-2 * u * u / (a2 * a)) + g_p * (-4 * u * u / (a2 * a2 * a))).sum((1, 2))
-            g_b = (g_q * (-2 * w * w / (b2 * b)) + g_p * (-4 * w * w / (b2 * b2 * b))).sum((1, 2))
-            grad[:, slot, 1] = g_a * on.flatten()
-            grad[:, slot, 2] = g_b * on.flatten()
+            grad[:, slot, 1] = (g_q * (-2 * u * u / (a2 * a)) + g_p * (-4 * u * u / (a2 * a2 * a))).sum((1, 2)) * on_flat
+            grad[:, slot, 2] = (g_q * (-2 * w * w / (b2 * b)) + g_p * (-4 * w * w / (b2 * b2 * b))).sum((1, 2)) * on_flat
             grad[:, slot, 3] = (-g_u * cos + g_w * sin).sum((1, 2))
             grad[:, slot, 4] = (-g_u * sin - g_w * cos).sum((1, 2))
             grad[:, slot, 5] = (g_u * w - g_w * u).sum((1, 2))
         return torch.zeros_like(grad).scatter(1, order[..., None].expand_as(grad), grad), None, None
+
+
+def _render_windowed(params: torch.Tensor, size: int, supersample: int) -> torch.Tensor:
+    """_render_forward, each slot computed on its window only (the same numbers)."""
+    n, fine = params.shape[0], size * supersample
+    sorted_params, _, k = _used_first(params)
+    image = params.new_zeros(n, fine * fine)
+    for slot in range(k):
+        rows, cols, flat = _slot_windows(sorted_params[:, slot], 2.0 / fine, fine)
+        v, a, b, on, cos, sin, u, w, h = _slot_geometry(sorted_params[:, slot], rows, cols, size, supersample)
+        a2, b2 = a * a, b * b
+        q = u * u / a2 + w * w / b2
+        grad = 2 * torch.sqrt(u * u / (a2 * a2) + w * w / (b2 * b2))
+        coverage = torch.clamp(0.5 - (q - 1) / (grad + 1e-12) / h, 0.0, 1.0)
+        image.scatter_add_(1, flat, (v * coverage).reshape(n, -1))
+    image = image.reshape(n, size, supersample, size, supersample).mean(dim=(2, 4))
+    return image.unsqueeze(1)
+
+
+def _used_first(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Slots reordered so that each row's used ones come first (stable), the
+    order, and the largest count of used slots in a row."""
+    active = params[..., 0] != 0
+    order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)
+    k = int(active.sum(1).max()) if params.shape[0] else 0
+    return torch.gather(params, 1, order[..., None].expand_as(params)), order, k
+
 
 @dataclass(frozen=True)
 class EllipsePrior:

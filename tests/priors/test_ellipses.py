@@ -133,6 +133,25 @@ def test_render_gradient_is_autograds_through_the_same_forward():
     assert torch.equal(render_ellipses(params, 16, 3).detach(), render_ellipses(params.detach(), 16, 3))
 
 
+def test_windowed_render_adds_the_same_numbers_as_the_full_grid():
+    """The gradient path renders each ellipse on a window only; the image must
+    be the full-grid one to the bit, for the laptop prior, for thin, huge and
+    off-image ellipses, float32 and float64, and at a finer supersampling."""
+    from recongap.priors.ellipses import _render_forward
+
+    gen = torch.Generator().manual_seed(5)
+    laptop = EllipsePrior().sample(4, gen)
+    odd = EllipsePrior(mean_count=6, slots=8).sample(6, gen)
+    odd[0, :, 1] = 0.002  # needle-thin
+    odd[1, :, 1:3] = 3.0  # larger than the image
+    odd[2, :, 3:5] = 1.0  # centred on the border
+    for params, size, ss in ((laptop, 64, 2), (odd, 24, 2), (odd, 16, 3)):
+        for dtype in (torch.float64, torch.float32):
+            p = params.to(dtype)
+            assert torch.equal(render_ellipses(p, size, ss), _render_forward(p, size, ss)), (size, ss, dtype)
+            assert torch.equal(render_ellipses(p.clone().requires_grad_(True), size, ss).detach(), _render_forward(p, size, ss))
+
+
 def test_shepp_logan():
     x = shepp_logan(64)
     assert x.shape == (1, 1, 64, 64) and x.dtype == torch.float32
