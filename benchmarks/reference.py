@@ -59,6 +59,7 @@ def run(size: int, mean_count: float, slots: int, items: int, settings: Referenc
             "worst_rhat": worst(r.diagnostics["summaries"], "rhat", max),
             "worst_ess": worst(r.diagnostics["summaries"], "ess", min),
             "bayes_mse": {k: float(f"{v:.4g}") for k, v in r.diagnostics.get("bayes_mse", {}).items()},
+            "probe": r.diagnostics.get("probe"),
             "seconds": round(r.diagnostics["seconds"], 2),
             "rhat_max": round(r.diagnostics["rhat_max"], 4),
             "ess_min": round(r.diagnostics["ess_min"], 1),
@@ -92,10 +93,14 @@ def main() -> None:
     parser.add_argument("--temperatures", type=int, default=1, help="replicas per chain (parallel tempering); 1: off")
     parser.add_argument("--beta-min", type=float, default=1e-3, help="likelihood exponent of the hottest replica")
     parser.add_argument("--start", choices=("prior", "truth"), default="prior", help="where the chains start")
+    parser.add_argument("--render-dtype", choices=("float32", "float64"), default="float64")
+    parser.add_argument("--mass", choices=("pilot", "gauss_newton"), default="pilot", help="how the diagonal mass is chosen")
+    parser.add_argument("--probe-chains", type=int, default=0, help="start=truth: chains per item from prior draws")
     args = parser.parse_args()
     settings = ReferenceSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, thin=args.thin,
                                  leapfrog_steps=args.leapfrog_steps, seed=args.seed,
-                                 temperatures=args.temperatures, beta_min=args.beta_min, start=args.start)
+                                 temperatures=args.temperatures, beta_min=args.beta_min, start=args.start,
+                                 render_dtype=args.render_dtype, probe_chains=args.probe_chains, mass=args.mass)
     result = {"benchmark": "reference", "machine": machine(),
               "ellipses": run(args.size, args.mean_count, args.slots, args.items, settings, args.grid_factor)}
     print(json.dumps(result))

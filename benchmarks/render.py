@@ -63,18 +63,26 @@ def main() -> None:
 
     timings = {
         "render": median_seconds(lambda: prior.render(params, args.size), args.repeats),
+        "render_full_grid": median_seconds(lambda: _render_forward(params, args.size, prior.supersample), args.repeats),
         "project": median_seconds(lambda: op(image), args.repeats),
         "potential": median_seconds(lambda: target.potential(q), args.repeats),
         "potential_and_grad": median_seconds(lambda: potential_and_grad(target.potential, q), args.repeats),
         "render_and_backward_handwritten": median_seconds(backward(lambda p: prior.render(p, args.size)), args.repeats),
         "render_and_backward_autograd": median_seconds(backward(lambda p: _render_forward(p, args.size, prior.supersample)), args.repeats),
+        "render_and_backward_handwritten_float32": median_seconds(backward(lambda p: prior.render(p.float(), args.size)), args.repeats),
+        "potential_and_grad_float32": median_seconds(
+            lambda: potential_and_grad(_Target(prior, args.size, op, noise_std, y, render_dtype=torch.float32).potential, q), args.repeats
+        ),
     }
+    float32 = _Target(prior, args.size, op, noise_std, y, render_dtype=torch.float32)
+    loglik_error = float((float32.log_likelihood(q) - target.log_likelihood(q)).abs().max())
     result = {
         "benchmark": "render",
         "machine": machine(),
         "setting": {"size": args.size, "rows": args.rows, "mean_count": prior.mean_count,
                     "ellipses": (params[..., 0] != 0).sum(1).tolist(), "angles": 30},
         "seconds": {k: round(v, 5) for k, v in timings.items()},
+        "loglik_float32_minus_float64_at_truth_max": float(f"{loglik_error:.3g}"),
         "autograd_over_handwritten": round(timings["render_and_backward_autograd"] / timings["render_and_backward_handwritten"], 2),
     }
     print(json.dumps(result))

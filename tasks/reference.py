@@ -105,6 +105,7 @@ def main() -> None:
         "start": settings.start,
         "projections": settings.projections,
         "probe_chains": settings.probe_chains,
+        "render_dtype": settings.render_dtype,
     }
     common = {
         "sampler": sampler,

@@ -184,6 +184,11 @@ class ReferenceParams(Strict):
         "then the kept chains start there with it fixed; prior: chains start from prior draws and warm up in place",
     )
     projections: int = Field(default=8, ge=0, description="random image projections added to the convergence summaries")
+    render_dtype: Literal["float32", "float64"] = Field(
+        default="float64",
+        description="precision of the rendered image and its gradient in the likelihood (the residual is float64); "
+        "float32 is faster on a CPU and its log-likelihood error is recorded per item",
+    )
     probe_chains: int = Field(
         default=2, ge=0,
         description="start=truth: chains per item from prior draws; one that fits better than the kept chains' median flags the item multimodal",

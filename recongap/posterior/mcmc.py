@@ -194,6 +194,7 @@ def run_hmc(
     mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     extra_moves: Mapping[str, ExtraMove] | None = None,
     on_draw: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    adapt_mass: bool = True,
 ) -> HMCRun:
     """Warm up (adapting each row's step size and diagonal mass), then run
     `draws` (>= 0) frozen transitions, calling on_draw(i, q, u) after each
@@ -208,7 +209,8 @@ def run_hmc(
     `mask_fn(q)` picks the coordinates the gradient move may change (the
     active ellipse slots); `extra_moves` are Metropolis-Hastings moves applied
     in order after every HMC transition (birth/death, replica exchange). `default_inv_mass` (T, D) is the
-    initial mass scale and the fallback for coordinates seen too rarely.
+    initial mass scale and the fallback for coordinates seen too rarely; with
+    adapt_mass=False it is kept and warm-up tunes the step size only.
     """
     t = q0.shape[0]
     inv_mass = torch.ones_like(q0) if default_inv_mass is None else default_inv_mass.clone()
@@ -240,7 +242,7 @@ def run_hmc(
                 # the mask of the state after the extra moves, which may have switched slots or swapped states
                 now = mask_fn(state.q) if mask_fn is not None else None
                 variance.add(state.q, torch.ones_like(state.q) if now is None else now.to(state.q.dtype))
-            if i == end - 1 and end > start:
+            if i == end - 1 and end > start and adapt_mass:
                 state.inv_mass = variance.estimate(fallback)
                 adapt.restart(state.step)
             if i == warmup - 1:

@@ -51,6 +51,15 @@ class ReferenceSettings:
     start: str = "prior"
     #: random unit projections of the image added to the summaries
     projections: int = 8
+    #: "float32" renders the image and its gradient in single precision (about
+    #: twice as fast on a CPU; the log-likelihood moves by < 1e-3 near the
+    #: posterior's mass at 64x64, docs/benchmarks.md), "float64" in double
+    render_dtype: str = "float64"
+    #: "pilot": each chain's diagonal mass is the variance its warm-up saw;
+    #: "gauss_newton" (start="truth"): the inverse of the Gauss-Newton curvature
+    #: at the truth (diagonal of J^T J / sigma^2, J by central differences) plus
+    #: the prior's scale, kept fixed; warm-up then tunes the step size only
+    mass: str = "pilot"
     #: start="truth" only: extra chains per item from prior draws, run as long
     #: as the kept ones; an item where one of them reaches a higher log
     #: posterior than the median of the truth-started chains is "multimodal"
@@ -59,6 +68,10 @@ class ReferenceSettings:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.render_dtype not in ("float32", "float64"):
+            problems.append(f"render_dtype={self.render_dtype!r} (need 'float32' or 'float64')")
+        if self.mass not in ("pilot", "gauss_newton") or (self.mass == "gauss_newton" and self.start != "truth"):
+            problems.append(f"mass={self.mass!r} with start={self.start!r} (need 'pilot', or 'gauss_newton' with start='truth')")
         if self.start not in ("prior", "truth"):
             problems.append(f"start={self.start!r} (need 'prior' or 'truth')")
         if self.projections < 0 or self.probe_chains < 0:
@@ -106,9 +119,11 @@ class _Target:
     row i targets p(y | theta)^beta[i] p(theta) (beta = 1: the posterior)."""
 
     def __init__(
-        self, prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor, beta: torch.Tensor | None = None
+        self, prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor, beta: torch.Tensor | None = None,
+        render_dtype: torch.dtype = torch.float64,
     ) -> None:
         self.prior, self.size, self.measure, self.noise_std, self.y = prior, size, measure, noise_std, y
+        self.render_dtype = render_dtype
         self.param_shape = prior.param_shape
         self.beta = torch.ones(y.shape[0], dtype=torch.float64, device=y.device) if beta is None else beta
 
@@ -126,7 +141,8 @@ class _Target:
     def log_likelihood(self, q: torch.Tensor) -> torch.Tensor:
         fine = self.measure.geometry.size
         params = self.params(q)
-        rendered = self.prior.render(params, fine)
+        # the image (and its gradient) in render_dtype; the residual and its square in float64
+        rendered = self.prior.render(params.to(self.render_dtype), fine).to(torch.float64)
         residual = self.measure(rendered) - self.y
         return -0.5 * (residual**2).flatten(1).sum(1) / self.noise_std**2
 
@@ -288,6 +304,38 @@ def _truth_state(truth_params: torch.Tensor, settings: ReferenceSettings) -> tor
     return flat.repeat_interleave(settings.chains * settings.temperatures, 0)
 
 
+def _gauss_newton_inv_mass(target: _Target, q: torch.Tensor, fallback: torch.Tensor, step: float = 1e-5) -> torch.Tensor:
+    """(T, D) inverse diagonal mass 1 / (diag(J^T J) / sigma^2 + 1 / s^2) at q, J the
+    Jacobian of the forward model A render(theta) (central differences, one
+    coordinate of every row at a time), s^2 = `fallback` the default scale of
+    each field, so that no coordinate gets a wider step than that. Positive ellipse fields (the axes) are capped at a quarter of
+    their value squared, so that a faint thin ellipse's step cannot leave the
+    support at once. Any fixed mass keeps the kernel exact; this one only
+    chooses its scales."""
+    t, d = q.shape
+    with torch.no_grad():
+        curvature = torch.zeros_like(q)
+        if isinstance(target.prior, EllipsePrior):
+            active = (q.reshape(t, -1, 6)[..., :1] != 0).expand(t, -1, 6).reshape(t, d)
+        else:
+            active = torch.ones_like(q, dtype=torch.bool)
+        fine = target.measure.geometry.size
+        for i in torch.nonzero(active.any(0)).flatten().tolist():
+            delta = torch.zeros_like(q)
+            delta[:, i] = step
+            plus = target.measure(target.prior.render(target.params(q + delta).to(target.render_dtype), fine).double())
+            minus = target.measure(target.prior.render(target.params(q - delta).to(target.render_dtype), fine).double())
+            column = (plus - minus).flatten(1) / (2 * step)
+            curvature[:, i] = (column**2).sum(1) / target.noise_std**2
+        inv_mass = 1 / (curvature + 1 / fallback)
+        if isinstance(target.prior, EllipsePrior):
+            axes = torch.zeros(6, dtype=torch.bool, device=q.device)
+            axes[1:3] = True
+            cap = (q / 2) ** 2
+            inv_mass = torch.where(axes.repeat(d // 6)[None] & active, torch.minimum(inv_mass, cap), inv_mass)
+    return torch.where(active, inv_mass, fallback)
+
+
 def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
     """Initial per-coordinate scale (variance) of the gradient move: 1 for
     whitened coefficients; for ellipse slots a rough posterior width per
@@ -349,7 +397,8 @@ def sample_reference(
     else:
         q0 = _initial_state(prior, items, settings, generator).to(device)
     t_all = q0.shape[0]
-    target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device))
+    render_dtype = getattr(torch, settings.render_dtype)
+    target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device), render_dtype)
     cold = torch.arange(0, t_all, levels, device=device)  # the beta = 1 replica of each chain
     t = items * chains
     pixels = summary_pixels(size)
@@ -393,7 +442,16 @@ def sample_reference(
         extra_moves["birth_death"] = _birth_death(target, generator)
     if levels > 1:
         extra_moves["exchange"] = _replica_exchange(target, levels)
+    render_error = None
+    if render_dtype != torch.float64:
+        # what single precision moves: the log-likelihood at the starting states, against float64
+        exact = _Target(prior, size, measure, float(noise_std), y_rep)
+        with torch.no_grad():
+            render_error = (target.log_likelihood(q0) - exact.log_likelihood(q0)).abs()[cold].view(items, chains).amax(1).cpu()
     start = time.perf_counter()
+    inv_mass = _default_inv_mass(prior, t_all).to(device)
+    if settings.mass == "gauss_newton":
+        inv_mass = _gauss_newton_inv_mass(target, q0, inv_mass)
     sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
     run = sampler(
         target.potential,
@@ -404,10 +462,11 @@ def sample_reference(
         step_size=settings.step_size,
         target_accept=settings.target_accept,
         generator=generator,
-        default_inv_mass=_default_inv_mass(prior, t_all).to(device),
+        default_inv_mass=inv_mass,
         mask_fn=mask_fn,
         extra_moves=extra_moves,
         on_draw=on_draw,
+        adapt_mass=settings.mass == "pilot",
     )
     probe = None
     if settings.start == "truth" and settings.probe_chains > 0:
@@ -439,7 +498,10 @@ def sample_reference(
             "warmup": settings.warmup,
             "temperatures": levels,
             "start": settings.start,
+            "render_dtype": settings.render_dtype,
         }
+        if render_error is not None:
+            diagnostics["loglik_render_error"] = float(render_error[b])
         if probe is not None:
             lp_trace = item_traces[..., names.index("log_posterior")]
             kept_median = float(np.median(lp_trace))
@@ -472,7 +534,7 @@ def _probe_modes(
         empty = torch.arange(t) % chains % 2 == 1
         params = torch.where(empty[:, None, None], torch.zeros_like(params), params)
     q0 = params.reshape(t, -1).to(y.device)
-    target = _Target(prior, size, measure, noise_std, y.to(torch.float64).repeat_interleave(chains, 0))
+    target = _Target(prior, size, measure, noise_std, y.to(torch.float64).repeat_interleave(chains, 0), None, getattr(torch, settings.render_dtype))
     best = torch.full((t,), -math.inf, dtype=torch.float64, device=y.device)
 
     def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ import math
 
 import arviz
 import numpy as np
+import pytest
 import torch
 
 from recongap.operators import RayTransform
@@ -18,7 +19,8 @@ from recongap.priors import EllipsePrior, GaussianFieldPrior
 SIZE = 32
 
 
-def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree():
+@pytest.mark.parametrize("mass", ["pilot", "gauss_newton"])
+def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(mass):
     """Gaussian field: the mean image, projected on the summary directions,
     within 3 MCSE of the exact posterior mean; the two Bayes-error estimates
     (posterior variance, ||mean - x*||^2) agree with the closed form's."""
@@ -30,7 +32,7 @@ def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(
     params = prior.sample(6, gen)
     x = prior.render(params, size)
     y = op(x) + noise * torch.randn(x.shape[0], 1, *op.range_shape, generator=gen, dtype=torch.float64)
-    settings = ReferenceSettings(chains=4, warmup=100, draws=800, thin=8, seed=2, start="truth")
+    settings = ReferenceSettings(chains=4, warmup=100, draws=800, thin=8, seed=2, start="truth", mass=mass)
     results = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=params)
     exact = GaussianPosterior(prior, op, noise)
     exact_mean = exact.mean(y)
@@ -50,6 +52,21 @@ def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(
     se = truth_based.std(ddof=1) / math.sqrt(len(truth_based))
     assert abs(truth_based.mean() - exact.bayes_mse()) < 3 * se
     assert all(abs(r.diagnostics["bayes_mse"]["z"]) < 4 for r in results)
+
+
+def test_a_float32_render_records_its_log_likelihood_error():
+    prior = EllipsePrior(mean_count=5.0, slots=8)
+    op = RayTransform(SIZE, angles=6)
+    params = prior.sample(2, torch.Generator().manual_seed(2))
+    x = prior.render(params, SIZE)
+    y = op(x) + 0.01 * torch.randn(2, 1, *op.range_shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    settings = ReferenceSettings(chains=2, warmup=2, draws=4, thin=2, leapfrog_steps=1, start="truth", render_dtype="float32")
+    results = sample_reference(prior, op, 0.01, y, settings, truth=x, truth_params=params)
+    errors = [r.diagnostics["loglik_render_error"] for r in results]
+    assert all(0 < e < 1e-2 for e in errors), errors  # single precision moves it, by little
+    (double,) = sample_reference(prior, op, 0.01, y[:1], ReferenceSettings(**{**vars(settings), "render_dtype": "float64"}),
+                                 truth=x[:1], truth_params=params[:1])
+    assert "loglik_render_error" not in double.diagnostics
 
 
 def test_chains_stuck_at_the_truth_are_flagged():
