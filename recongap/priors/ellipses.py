@@ -95,7 +95,9 @@ def _slot_windows(slot: torch.Tensor, h: float, fine: int) -> tuple[torch.Tensor
     with torch.no_grad():
         v, a, b, x0, y0, rot = slot.unbind(-1)
         on = v != 0
-        a, b = torch.where(on, a, torch.ones_like(a)), torch.where(on, b, torch.ones_like(b))
+        # the render squares the axes: a state with a negative axis (off the
+        # prior's support, mid-trajectory) is the ellipse of |a|
+        a, b = torch.where(on, a.abs(), torch.ones_like(a)), torch.where(on, b.abs(), torch.ones_like(b))
         ratio = h / torch.minimum(a, b)
         scale = (ratio + torch.sqrt(ratio * ratio + 4)) / 2
         cos, sin = torch.cos(rot), torch.sin(rot)

@@ -145,7 +145,9 @@ def test_windowed_render_adds_the_same_numbers_as_the_full_grid():
     odd[0, :, 1] = 0.002  # needle-thin
     odd[1, :, 1:3] = 3.0  # larger than the image
     odd[2, :, 3:5] = 1.0  # centred on the border
-    for params, size, ss in ((laptop, 64, 2), (odd, 24, 2), (odd, 16, 3)):
+    odd[3, :, 1] = -0.003  # a thin negative axis (off the support, as mid-trajectory): the ellipse of |a|
+    # one row at a time too: in a batch a slot's window is the widest over the rows, which could hide a narrow one
+    for params, size, ss in ((laptop, 64, 2), *((row, 24, 2) for row in odd.split(1)), (odd, 16, 3)):
         for dtype in (torch.float64, torch.float32):
             p = params.to(dtype)
             assert torch.equal(render_ellipses(p, size, ss), _render_forward(p, size, ss)), (size, ss, dtype)
