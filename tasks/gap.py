@@ -81,10 +81,10 @@ class MCMCReference:
         variances = [d["bayes_mse"]["variance"] for d in self.diagnostics if "bayes_mse" in d]
         if variances:
             out["bayes_mse_from_variance"] = mean_and_stderr(variances)
-        probed = [i for i, d in zip(self.indices, self.diagnostics) if "probe" in d]
-        if probed:
-            out["items_probed"] = len(probed)
-            out["items_multimodal"] = [i for i in probed if self.diagnostics[self.indices.index(i)]["probe"]["multimodal"]]
+        probes = {i: d["probe"] for i, d in zip(self.indices, self.diagnostics) if "probe" in d}
+        if probes:
+            out["items_probed"] = len(probes)
+            out["items_multimodal"] = [i for i, probe in probes.items() if probe["multimodal"]]
         return out
 
     def gap(self, estimate: torch.Tensor) -> dict:
@@ -191,7 +191,7 @@ def save_gap_chart(path: Path, summary: dict) -> None:
     ax.set_xticks(range(len(rows)), [n for n, _ in rows], fontsize=8)
     ax.set_ylabel("normalized error")
     title = f"{summary['pipeline']} ({summary['scale']})"
-    ax.set_title(title if reliable else f"{title}: {UNRELIABLE}, unconverged reference", fontsize=9)
+    ax.set_title(title if reliable else f"{title}: {UNRELIABLE}, flagged reference items", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:

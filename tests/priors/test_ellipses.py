@@ -135,8 +135,9 @@ def test_render_gradient_is_autograds_through_the_same_forward():
 
 def test_windowed_render_adds_the_same_numbers_as_the_full_grid():
     """The gradient path renders each ellipse on a window only; the image must
-    be the full-grid one to the bit, for the laptop prior, for thin, huge and
-    off-image ellipses, float32 and float64, and at a finer supersampling."""
+    be the full-grid one to the bit, for the laptop prior, for thin, huge,
+    border, off-image and negative-axis ellipses, float32 and float64, and at a
+    finer supersampling; its gradient autograd's through the full grid."""
     from recongap.priors.ellipses import _render_forward
 
     gen = torch.Generator().manual_seed(5)
@@ -145,6 +146,7 @@ def test_windowed_render_adds_the_same_numbers_as_the_full_grid():
     odd[0, :, 1] = 0.002  # needle-thin
     odd[1, :, 1:3] = 3.0  # larger than the image
     odd[2, :, 3:5] = 1.0  # centred on the border
+    odd[4, :, 3] = 1.5  # wholly off the image
     odd[3, :, 1] = -0.003  # a thin negative axis (off the support, as mid-trajectory): the ellipse of |a|
     # one row at a time too: in a batch a slot's window is the widest over the rows, which could hide a narrow one
     for params, size, ss in ((laptop, 64, 2), *((row, 24, 2) for row in odd.split(1)), (odd, 16, 3)):
@@ -152,6 +154,13 @@ def test_windowed_render_adds_the_same_numbers_as_the_full_grid():
             p = params.to(dtype)
             assert torch.equal(render_ellipses(p, size, ss), _render_forward(p, size, ss)), (size, ss, dtype)
             assert torch.equal(render_ellipses(p.clone().requires_grad_(True), size, ss).detach(), _render_forward(p, size, ss))
+        # and the windowed backward against autograd's through the full grid, on the same odd cases
+        p = params.clone().requires_grad_(True)
+        weights = torch.randn(p.shape[0], 1, size, size, generator=gen, dtype=torch.float64)
+        (ours,) = torch.autograd.grad((render_ellipses(p, size, ss) * weights).sum(), p)
+        (autograd,) = torch.autograd.grad((_render_forward(p, size, ss) * weights).sum(), p)
+        used = params[..., 0] != 0
+        torch.testing.assert_close(ours[used], autograd[used], rtol=1e-8, atol=1e-8)
 
 
 def test_shepp_logan():
