@@ -148,7 +148,7 @@ def main() -> None:
         record = promote_method(args.pipeline, method, test_file, criterion, params.evaluate.batch_size)
         print(f"{record['model']}: {record['decision']}; champion is version {record['champion']}")
         records.append(record)
-    summary = {"pipeline": args.pipeline, "tracking_uri": tracking.tracking_uri(), "models": records}
+    summary = {"pipeline": args.pipeline, "tracking_uri": tracking.portable_uri(tracking.tracking_uri()), "models": records}
     write_text_atomic(Path(args.out) / f"{args.pipeline}.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 

@@ -34,6 +34,19 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
 
 
+def portable_uri(uri: str) -> str:
+    """`uri` as committed outputs should record it: a sqlite store inside the
+    repository or the working directory by its relative path (an absolute
+    one would name this machine), any other URI unchanged."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = Path(uri[len(prefix):])
+        for base in (ROOT, Path.cwd()):
+            if path.is_absolute() and path.resolve().is_relative_to(base.resolve()):
+                return prefix + path.resolve().relative_to(base.resolve()).as_posix()
+    return uri
+
+
 def artifact_location(pipeline: str) -> str | None:
     """Where a new experiment keeps artifacts; None lets a server decide."""
     base = os.environ.get("RECONGAP_ARTIFACT_LOCATION")

@@ -84,6 +84,7 @@ def test_first_version_is_champion_with_recorded_psnr(store):
     assert np.isfinite(float(champion.tags["test_psnr"]))
     summary = json.loads((store / "registry" / f"{PIPELINE}.json").read_text())
     assert summary["models"][0]["champion"] == "1"
+    assert summary["tracking_uri"] == f"sqlite:///{store / 'mlflow.db'}"  # outside the repository: kept as it is
 
 
 def test_champion_loads_in_a_new_process_with_recorded_psnr(store):
@@ -237,3 +238,14 @@ def test_cli_status_lists_the_champion(store):
     assert "DVC:" in result.stdout
     assert f"{NAME}@champion = version 1, test PSNR" in result.stdout
     assert "ellipses-lgd: no champion (run `dvc repro register@ellipses`)" in result.stdout
+
+
+def test_a_store_inside_the_repository_is_recorded_by_its_relative_path(tmp_path):
+    """reports/registry/*.json is committed: the default store at the
+    repository root must not put this machine's path in it."""
+    from tasks.tracking import ROOT, portable_uri
+
+    assert portable_uri(f"sqlite:///{ROOT / 'mlflow.db'}") == "sqlite:///mlflow.db"
+    assert portable_uri(f"sqlite:///{tmp_path / 'mlflow.db'}") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert portable_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    assert portable_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
