@@ -8,6 +8,7 @@ readable by DVC, and that a second run finds nothing to do.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from recongap.datasets import read_attrs
+from recongap.posterior.store import code_fingerprint, load_item
+from tasks.reference import CODE_MODULES
 from tests.conftest import copy_repo_at_smoke_scale
 
 
@@ -74,6 +77,12 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         assert mcmc["kind"] == "mcmc" and mcmc["items"] == 2 and mcmc["bayes_mse"] > 0 and mcmc["bayes_mse_stderr"] > 0
         assert {"rhat_max", "ess_min", "items_flagged", "reliable"} <= set(mcmc)
         assert mcmc["reliable"] == (mcmc["items_flagged"] == [])
+        # started at the truth, probed for modes, both Bayes-error estimates, and the code that made each item
+        assert mcmc["items_probed"] == 2 and mcmc["bayes_mse_from_variance"]["items"] == 2
+        item, fingerprint = load_item(reference_dir / "item_00000.npz")
+        assert item.diagnostics["start"] == "truth" and {"variance", "truth"} <= set(item.diagnostics["bayes_mse"])
+        assert isinstance(item.diagnostics["probe"]["multimodal"], bool)
+        assert fingerprint["code_sha256"] == code_fingerprint(importlib.import_module(m) for m in CODE_MODULES)
         for r in metrics["methods"].values():
             gap = r["reference_gap"]
             assert gap["reliable"] == mcmc["reliable"] and gap["items"] == 2
