@@ -19,6 +19,17 @@ from recongap.priors import EllipsePrior, GaussianFieldPrior
 SIZE = 32
 
 
+def _gaussian_field_items(size: int, angles: int, items: int, noise: float, seed: int):
+    """Simulated Gaussian-field test items: prior, operator, true parameters, images, measurements."""
+    prior = GaussianFieldPrior(size, mean=0.5, std=0.2, length_scale=0.3, nugget=1e-3)
+    op = RayTransform(size, angles=angles)
+    gen = torch.Generator().manual_seed(seed)
+    params = prior.sample(items, gen)
+    x = prior.render(params, size)
+    y = op(x) + noise * torch.randn(items, 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    return prior, op, params, x, y
+
+
 @pytest.mark.parametrize("mass", ["pilot", "gauss_newton"])
 def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(mass):
     """Gaussian field: the mean image, projected on the summary directions,
@@ -26,12 +37,7 @@ def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(
     (posterior variance, ||mean - x*||^2) agree with the closed form's."""
     torch.set_num_threads(1)
     size, noise = 16, 0.1
-    prior = GaussianFieldPrior(size, mean=0.5, std=0.2, length_scale=0.3, nugget=1e-3)
-    op = RayTransform(size, angles=8)
-    gen = torch.Generator().manual_seed(11)
-    params = prior.sample(6, gen)
-    x = prior.render(params, size)
-    y = op(x) + noise * torch.randn(x.shape[0], 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    prior, op, params, x, y = _gaussian_field_items(size, angles=8, items=6, noise=noise, seed=11)
     settings = ReferenceSettings(chains=4, warmup=100, draws=800, thin=8, seed=2, start="truth", mass=mass)
     results = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=params)
     exact = GaussianPosterior(prior, op, noise)
@@ -173,12 +179,7 @@ def test_the_probe_stays_quiet_on_a_unimodal_posterior_it_reaches():
     median every time, which is why the rule compares a probe chain's median
     with the kept chains' best instead: no item may be flagged."""
     size, noise = 8, 0.1
-    prior = GaussianFieldPrior(size, mean=0.5, std=0.2, length_scale=0.3, nugget=1e-3)
-    op = RayTransform(size, angles=6)
-    gen = torch.Generator().manual_seed(21)
-    params = prior.sample(4, gen)
-    x = prior.render(params, size)
-    y = op(x) + noise * torch.randn(4, 1, *op.range_shape, generator=gen, dtype=torch.float64)
+    prior, op, params, x, y = _gaussian_field_items(size, angles=6, items=4, noise=noise, seed=21)
     settings = ReferenceSettings(chains=4, warmup=50, draws=100, thin=5, seed=1, start="truth", probe_chains=2)
     results = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=params)
     probes = [r.diagnostics["probe"] for r in results]
