@@ -45,6 +45,7 @@ from .common import load_configs, pick_device, run_stage, stage_parser
 CODE_MODULES = (
     "recongap.posterior.reference",
     "recongap.posterior.mcmc",
+    "recongap.posterior.ellipse_blocks",
     "recongap.posterior.diagnostics",
     "recongap.posterior.gaussian",
     "recongap.priors.ellipses",
@@ -106,6 +107,8 @@ def main() -> None:
         "projections": settings.projections,
         "probe_chains": settings.probe_chains,
         "render_dtype": settings.render_dtype,
+        "sampler": settings.sampler,
+        "birth_death_moves": settings.birth_death_moves,
     }
     common = {
         "sampler": sampler,

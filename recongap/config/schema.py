@@ -193,6 +193,12 @@ class ReferenceParams(Strict):
         default=2, ge=0,
         description="start=truth: chains per item from prior draws; one that fits better than the kept chains' median flags the item multimodal",
     )
+    sampler: Literal["auto", "hmc", "blocks"] = Field(
+        default="auto",
+        description="hmc: gradient moves of every slot at once; blocks: one ellipse at a time with the residual kept "
+        "up to date (ellipse priors without normalize_foreground, start=truth); auto: blocks where it applies, else hmc",
+    )
+    birth_death_moves: int = Field(default=1, ge=0, description="sampler=blocks: birth/death moves after each sweep")
     seed: int = Field(default=0, ge=0)
     batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
     device: Literal["auto", "cpu", "cuda"] = "auto"

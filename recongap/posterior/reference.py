@@ -11,6 +11,7 @@ summaries; `is_converged` turns them into a yes/no.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ import torch
 
 from ..datasets.simulate import measurement_operator
 from ..operators import RayTransform
+from ..operators.backends import system_matrix
 from ..priors import EllipsePrior, GaussianFieldPrior
 from .diagnostics import summarize
+from .ellipse_blocks import EllipseBlockSampler, run_blocks
 from .mcmc import run_hmc, run_hmc_from_truth
 
 Prior = Union[EllipsePrior, GaussianFieldPrior]
@@ -68,6 +71,14 @@ class ReferenceSettings:
     #: unimodal posterior that the probe reaches: its best is in the upper tail.)
     #: 0 = no probe.
     probe_chains: int = 0
+    #: "hmc": gradient moves of all slots at once (mcmc.py); "blocks" (ellipses,
+    #: start="truth"): a random-walk move of one ellipse at a time with the
+    #: residual kept up to date (ellipse_blocks.py); a draw is one sweep.
+    #: leapfrog_steps, step_size, target_accept, mass and render_dtype are HMC's only;
+    #: "auto": "blocks" for an ellipse prior (without normalize_foreground) with start="truth", else "hmc"
+    sampler: str = "hmc"
+    #: sampler="blocks": birth/death moves after each sweep (each costs about one slot's move)
+    birth_death_moves: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +93,8 @@ class ReferenceSettings:
             problems.append(f"start='truth' with temperatures={self.temperatures} (tempered replicas cannot start at the truth)")
         if self.probe_chains > 0 and self.start != "truth":
             problems.append(f"probe_chains={self.probe_chains} with start={self.start!r} (the probe is for start='truth')")
+        if self.sampler not in ("auto", "hmc", "blocks") or (self.sampler == "blocks" and self.start != "truth"):
+            problems.append(f"sampler={self.sampler!r} with start={self.start!r} (need 'hmc', or 'blocks' with start='truth')")
         if self.projections < 0 or self.probe_chains < 0:
             problems.append(f"projections={self.projections}, probe_chains={self.probe_chains} (need >= 0)")
         if self.temperatures < 1 or (self.temperatures > 1 and not 0 < self.beta_min < 1):
@@ -271,7 +284,7 @@ def _replica_exchange(target: _Target, temperatures: int):
 
 def _check_inputs(
     prior: Prior, operator: RayTransform, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int,
-    truth_params: torch.Tensor | None, start: str,
+    truth_params: torch.Tensor | None, start: str, sampler: str = "hmc",
 ) -> None:
     size = operator.domain_shape[0]
     if start == "truth":
@@ -279,6 +292,8 @@ def _check_inputs(
             raise ValueError("start='truth' needs both truth (the images) and truth_params (the parameters behind them)")
         if tuple(truth_params.shape) != (y.shape[0], *prior.param_shape):
             raise ValueError(f"truth_params must have shape ({y.shape[0]}, {', '.join(map(str, prior.param_shape))}), got {tuple(truth_params.shape)}")
+    if sampler == "blocks" and not isinstance(prior, EllipsePrior):
+        raise ValueError(f"sampler='blocks' moves ellipses: it needs an EllipsePrior, got {type(prior).__name__}")
     if not isinstance(prior, (EllipsePrior, GaussianFieldPrior)):
         raise ValueError(f"sample_reference supports EllipsePrior and GaussianFieldPrior, got {type(prior).__name__}")
     if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
@@ -344,6 +359,13 @@ def _gauss_newton_inv_mass(target: _Target, q: torch.Tensor, fallback: torch.Ten
     return torch.where(active, inv_mass, fallback)
 
 
+def _system_matrix(measure: RayTransform):
+    """The sparse matrix of `measure`: the torch backend's own, else ASTRA's
+    CPU system matrix of its geometry (what the torch backend would use)."""
+    own = getattr(measure.backend, "matrix", None)
+    return own.matrix if own is not None else system_matrix(measure.geometry)
+
+
 def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
     """Initial per-coordinate scale (variance) of the gradient move: 1 for
     whitened coefficients; for ellipse slots a rough posterior width per
@@ -390,7 +412,11 @@ def sample_reference(
     states; only the beta = 1 replicas are kept. Returns one ReferenceResult
     per item."""
     settings = settings or ReferenceSettings()
-    _check_inputs(prior, operator, y, truth, measurement_grid_factor, truth_params, settings.start)
+    if settings.sampler == "auto":
+        # the block moves need a render that is a sum over slots: normalize_foreground is not
+        blocks_apply = isinstance(prior, EllipsePrior) and not prior.normalize_foreground and settings.start == "truth"
+        settings = dataclasses.replace(settings, sampler="blocks" if blocks_apply else "hmc")
+    _check_inputs(prior, operator, y, truth, measurement_grid_factor, truth_params, settings.start, settings.sampler)
     if not noise_std > 0:
         raise ValueError(f"noise_std must be positive, got {noise_std}")
     device = y.device
@@ -451,31 +477,38 @@ def sample_reference(
     if levels > 1:
         extra_moves["exchange"] = _replica_exchange(target, levels)
     render_error = None
-    if render_dtype != torch.float64:
+    if render_dtype != torch.float64 and settings.sampler == "hmc":
         # what single precision moves: the log-likelihood at the starting states, against float64
         exact = _Target(prior, size, measure, float(noise_std), y_rep)
         with torch.no_grad():
             render_error = (target.log_likelihood(q0) - exact.log_likelihood(q0)).abs()[cold].view(items, chains).amax(1).cpu()
     start = time.perf_counter()
-    inv_mass = _default_inv_mass(prior, t_all).to(device)
-    if settings.mass == "gauss_newton":
-        inv_mass = _gauss_newton_inv_mass(target, q0, inv_mass)
-    sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
-    run = sampler(
-        target.potential,
-        q0,
-        warmup=settings.warmup,
-        draws=n,
-        leapfrog_steps=settings.leapfrog_steps,
-        step_size=settings.step_size,
-        target_accept=settings.target_accept,
-        generator=generator,
-        default_inv_mass=inv_mass,
-        mask_fn=mask_fn,
-        extra_moves=extra_moves,
-        on_draw=on_draw,
-        adapt_mass=settings.mass == "pilot",
-    )
+    if settings.sampler == "blocks":
+        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, float(noise_std), y_rep.flatten(1))
+        acceptance = run_blocks(
+            blocks, q0.reshape(t_all, *prior.param_shape), warmup=settings.warmup, draws=n, generator=generator, on_draw=on_draw,
+            birth_death_moves=settings.birth_death_moves,
+        )
+    else:
+        inv_mass = _default_inv_mass(prior, t_all).to(device)
+        if settings.mass == "gauss_newton":
+            inv_mass = _gauss_newton_inv_mass(target, q0, inv_mass)
+        sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
+        acceptance = sampler(
+            target.potential,
+            q0,
+            warmup=settings.warmup,
+            draws=n,
+            leapfrog_steps=settings.leapfrog_steps,
+            step_size=settings.step_size,
+            target_accept=settings.target_accept,
+            generator=generator,
+            default_inv_mass=inv_mass,
+            mask_fn=mask_fn,
+            extra_moves=extra_moves,
+            on_draw=on_draw,
+            adapt_mass=settings.mass == "pilot",
+        ).acceptance
     probe = None
     if settings.start == "truth" and settings.probe_chains > 0:
         probe = _probe_modes(prior, size, measure, float(noise_std), y, settings, generator)
@@ -499,14 +532,15 @@ def sample_reference(
             "ess_min": ess_min if np.isfinite(ess_min) else 0.0,
             "ess_per_second": (ess_min / seconds) if np.isfinite(ess_min) and seconds > 0 else 0.0,
             "seconds": seconds,
-            "acceptance": _item_rates(run.acceptance, b, chains, levels),
+            "acceptance": _item_rates(acceptance, b, chains, levels),
             "summaries": summaries,
             "chains": chains,
             "draws": n,
             "warmup": settings.warmup,
             "temperatures": levels,
             "start": settings.start,
-            "render_dtype": settings.render_dtype,
+            "render_dtype": settings.render_dtype if settings.sampler == "hmc" else "float64",
+            "sampler": settings.sampler,
         }
         if render_error is not None:
             diagnostics["loglik_render_error"] = float(render_error[b])
@@ -547,6 +581,12 @@ def _probe_modes(
     def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
         log_posterior[:, i] = -u.cpu()
 
+    if settings.sampler == "blocks":
+        # the same moves as the kept chains, from where the pilot ended (a probe makes no exactness claim)
+        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, noise_std, target.y.flatten(1))
+        run_blocks(blocks, params.to(y.device), warmup=settings.warmup, draws=settings.draws, generator=generator, restart=False, on_draw=on_draw,
+                   birth_death_moves=settings.birth_death_moves)
+        return log_posterior.median(1).values.view(items, chains).max(1).values
     mask_fn, extra_moves = None, {}
     if isinstance(prior, EllipsePrior):
         mask_fn = lambda q: (q.reshape(t, prior.slots, 6)[..., :1] != 0).expand(t, prior.slots, 6).reshape(t, -1)  # noqa: E731

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.special
 import torch
 
 _EULER_GAMMA = 0.5772156649015329
@@ -15,7 +17,15 @@ def log_exp1(z: torch.Tensor, terms: int = 40) -> torch.Tensor:
     torch has no exponential integral; scipy's is not differentiable and not
     on the GPU. Power series for z <= 2, continued fraction (evaluated
     backwards at a fixed depth) above; both reach float64 round-off there.
+    On the CPU without a gradient it calls scipy's E1 instead (about 20x
+    faster on the few values a block move of the MCMC reference needs),
+    where E1 does not underflow.
     """
+    if z.device.type == "cpu" and not (z.requires_grad and torch.is_grad_enabled()) and z.dtype == torch.float64:
+        values = z.detach().numpy()
+        if values.size and np.all(values <= 700):
+            with np.errstate(divide="ignore"):
+                return torch.from_numpy(np.log(scipy.special.exp1(values)))
     small = z <= 2
     zs = torch.where(small, z, torch.ones_like(z)).clamp_min(1e-300)
     series = torch.zeros_like(zs)
