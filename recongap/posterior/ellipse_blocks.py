@@ -162,8 +162,13 @@ class EllipseBlockSampler:
 
     # -- state -------------------------------------------------------------
     def state(self, params: torch.Tensor) -> BlockState:
-        """Chains at `params` (T, K, 6), their residual computed in full."""
+        """Chains at `params` (T, K, 6) (rotations taken modulo 2 pi), their
+        residual computed in full; a state the prior gives zero density is refused."""
         params = params.to(self.y.device, torch.float64).clone()
+        params[..., 5] = torch.remainder(params[..., 5], 2 * math.pi)
+        outside = ~torch.isfinite(self.prior.log_prob(params))
+        if outside.any():
+            raise ValueError(f"block sampler: chains {torch.nonzero(outside).flatten().tolist()} start outside the prior's support")
         image = torch.zeros(params.shape[0], self.size * self.size, dtype=torch.float64, device=params.device)
         for k in range(params.shape[1]):
             flat, values = slot_pixels(params[:, k], self.size, self.prior.supersample)
@@ -307,7 +312,8 @@ def run_blocks(
     `warmup` sweeps tunes each slot's random-walk scale; then `draws` sweeps
     with the kernel fixed, from `start` again when `restart` (start is the
     simulated truth, an exact posterior draw: the pilot is discarded and the
-    kept chains need no burn-in), else from where the pilot ended. After each
+    kept chains need no burn-in, up to the kernel's own dependence on the
+    truth, docs/reference.md), else from where the pilot ended. After each
     kept sweep on_draw(i, q (T, K*6), u (T,) = -log posterior). Returns each
     row's mean acceptance per move kind over the kept sweeps."""
     kernel = sampler.kernel(start)

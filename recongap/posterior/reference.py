@@ -22,7 +22,6 @@ import torch
 
 from ..datasets.simulate import measurement_operator
 from ..operators import RayTransform
-from ..operators.backends import system_matrix
 from ..priors import EllipsePrior, GaussianFieldPrior
 from .diagnostics import summarize
 from .ellipse_blocks import EllipseBlockSampler, run_blocks
@@ -95,6 +94,8 @@ class ReferenceSettings:
             problems.append(f"probe_chains={self.probe_chains} with start={self.start!r} (the probe is for start='truth')")
         if self.sampler not in ("auto", "hmc", "blocks") or (self.sampler == "blocks" and self.start != "truth"):
             problems.append(f"sampler={self.sampler!r} with start={self.start!r} (need 'hmc', or 'blocks' with start='truth')")
+        if self.birth_death_moves < 0:
+            problems.append(f"birth_death_moves={self.birth_death_moves} (need >= 0)")
         if self.projections < 0 or self.probe_chains < 0:
             problems.append(f"projections={self.projections}, probe_chains={self.probe_chains} (need >= 0)")
         if self.temperatures < 1 or (self.temperatures > 1 and not 0 < self.beta_min < 1):
@@ -294,6 +295,8 @@ def _check_inputs(
             raise ValueError(f"truth_params must have shape ({y.shape[0]}, {', '.join(map(str, prior.param_shape))}), got {tuple(truth_params.shape)}")
     if sampler == "blocks" and not isinstance(prior, EllipsePrior):
         raise ValueError(f"sampler='blocks' moves ellipses: it needs an EllipsePrior, got {type(prior).__name__}")
+    if sampler == "blocks" and prior.normalize_foreground:
+        raise ValueError("sampler='blocks' needs an image that is a sum over slots: not with normalize_foreground=True (use 'hmc')")
     if not isinstance(prior, (EllipsePrior, GaussianFieldPrior)):
         raise ValueError(f"sample_reference supports EllipsePrior and GaussianFieldPrior, got {type(prior).__name__}")
     if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
@@ -360,10 +363,12 @@ def _gauss_newton_inv_mass(target: _Target, q: torch.Tensor, fallback: torch.Ten
 
 
 def _system_matrix(measure: RayTransform):
-    """The sparse matrix of `measure`: the torch backend's own, else ASTRA's
-    CPU system matrix of its geometry (what the torch backend would use)."""
+    """The sparse matrix of `measure`, which must be the torch backend's (ASTRA's
+    CUDA projector computes another operator than any stored matrix)."""
     own = getattr(measure.backend, "matrix", None)
-    return own.matrix if own is not None else system_matrix(measure.geometry)
+    if own is None:
+        raise ValueError(f"sampler='blocks' needs the operator's sparse matrix: use backend 'torch', not {measure.backend.name!r}")
+    return own.matrix
 
 
 def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ def log_exp1(z: torch.Tensor, terms: int = 40) -> torch.Tensor:
         values = z.detach().numpy()
         if values.size and np.all(values <= 700):
             with np.errstate(divide="ignore"):
-                return torch.from_numpy(np.log(scipy.special.exp1(values)))
+                return torch.as_tensor(np.log(scipy.special.exp1(values)), dtype=torch.float64)
     small = z <= 2
     zs = torch.where(small, z, torch.ones_like(z)).clamp_min(1e-300)
     series = torch.zeros_like(zs)

@@ -68,12 +68,12 @@ def test_with_uninformative_data_the_chains_sample_the_prior():
     chains, draws = 8, 1500
     sampler = EllipseBlockSampler(prior, system_matrix(op.geometry), 16, 1e6, y.repeat(chains, 1))
     count = np.zeros((chains, draws))
-    axes = np.zeros((chains, draws))
+    sums = np.zeros((chains, draws, 4))  # over used slots: |v|, a, centre x, rotation (an unused slot holds zeros)
 
     def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
         p = q.reshape(chains, prior.slots, 6)
         count[:, i] = (p[..., 0] != 0).sum(1).numpy()
-        axes[:, i] = p[..., 1].sum(1).numpy()  # an unused slot holds zeros
+        sums[:, i] = torch.stack([p[..., 0].abs(), p[..., 1], p[..., 3], p[..., 5]], -1).sum(1).numpy()
 
     start = prior.sample(chains, torch.Generator().manual_seed(2))  # a prior draw is an exact draw here too
     run_blocks(sampler, start, warmup=50, draws=draws, generator=torch.Generator().manual_seed(3), restart=True,
@@ -83,9 +83,12 @@ def test_with_uninformative_data_the_chains_sample_the_prior():
     assert abs(z) < 4, (count.mean(), expected_count, z)
     var_z = count.var() / prior.mean_count
     assert 0.8 < var_z < 1.2, var_z  # a Poisson count: variance = mean
-    # the sum of the semi-axes a over used slots: E = E[count] * axis_scale (count and slots independent)
-    z_axes = (axes.mean() - expected_count * prior.axis_scale) / float(arviz.mcse(axes))
-    assert abs(z_axes) < 4, (axes.mean(), z_axes)
+    # a sum over used slots has mean E[count] * (one slot's mean): count and slots are independent.
+    # |V| = |W| E: E|W| = 1/4, E[E] = intensity_scale
+    slot_means = {"|v|": prior.intensity_scale / 4, "a": prior.axis_scale, "x": 0.0, "rotation": math.pi}
+    for j, (name, mean) in enumerate(slot_means.items()):
+        z_sum = (sums[..., j].mean() - expected_count * mean) / float(arviz.mcse(sums[..., j]))
+        assert abs(z_sum) < 4, (name, sums[..., j].mean(), expected_count * mean, z_sum)
 
 
 def test_one_ellipse_block_moves_match_quadrature():
@@ -153,9 +156,32 @@ def test_sample_reference_with_blocks_runs_and_records_its_sampler():
         assert "multimodal" in r.diagnostics["probe"]
 
 
+def test_auto_keeps_hmc_for_normalised_ellipses():
+    """DIVal's foreground normalisation makes the image no sum over slots:
+    "auto" must pick HMC there, and "blocks" must refuse it up front."""
+    torch.set_num_threads(1)
+    prior = EllipsePrior(mean_count=3, slots=6, normalize_foreground=True)
+    op = RayTransform(16, angles=4)
+    params = prior.sample(1, torch.Generator().manual_seed(5))
+    x = prior.render(params, 16)
+    y = op(x) + 0.05 * torch.randn(1, 1, *op.range_shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    settings = ReferenceSettings(chains=2, warmup=2, draws=4, thin=2, leapfrog_steps=1, start="truth", sampler="auto")
+    (result,) = sample_reference(prior, op, 0.05, y, settings, truth=x, truth_params=params)
+    assert result.diagnostics["sampler"] == "hmc"
+    with pytest.raises(ValueError, match="normalize_foreground"):
+        sample_reference(prior, op, 0.05, y, ReferenceSettings(start="truth", sampler="blocks"), truth=x, truth_params=params)
+
+
 def test_blocks_refuse_what_they_cannot_sample():
     with pytest.raises(ValueError, match="sampler='blocks' with start='prior'"):
         ReferenceSettings(sampler="blocks", start="prior")
+    ellipses = EllipsePrior(mean_count=3, slots=4)
+    ray = RayTransform(8, angles=4)
+    blocks = EllipseBlockSampler(ellipses, system_matrix(ray.geometry), 8, 0.1, torch.zeros(2, ray.range_shape[0] * ray.range_shape[1], dtype=torch.float64))
+    start = ellipses.sample(2, torch.Generator().manual_seed(0))
+    start[1, 0] = torch.tensor([0.5, -0.1, 0.2, 0.0, 0.0, 1.0], dtype=torch.float64)  # a negative axis: zero prior density
+    with pytest.raises(ValueError, match=r"chains \[1\] start outside the prior's support"):
+        blocks.state(start)
     prior = GaussianFieldPrior(size=8)
     op = RayTransform(8, angles=4)
     y = torch.zeros(1, 1, *op.range_shape, dtype=torch.float64)

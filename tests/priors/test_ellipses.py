@@ -15,8 +15,16 @@ from recongap.priors.special import log_exp1
 
 
 def test_log_exp1_matches_scipy():
+    """The torch series and continued fraction (the path with a gradient, and
+    on a GPU) against scipy; the CPU fast path (scipy itself) against them,
+    0-d input and z past scipy's underflow included."""
     z = torch.tensor(np.concatenate([np.logspace(-10, 0, 40), np.linspace(1.01, 80, 80)]), dtype=torch.float64)
-    assert torch.allclose(log_exp1(z), torch.from_numpy(np.log(sc.exp1(z.numpy()))), rtol=1e-10, atol=1e-12)
+    torch_path = log_exp1(z.clone().requires_grad_()).detach()
+    assert torch.allclose(torch_path, torch.from_numpy(np.log(sc.exp1(z.numpy()))), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(log_exp1(z), torch_path, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(log_exp1(torch.tensor(0.3, dtype=torch.float64)), torch.tensor(math.log(sc.exp1(0.3)), dtype=torch.float64))
+    far = torch.tensor([650.0, 800.0], dtype=torch.float64)
+    assert torch.isfinite(log_exp1(far)).all() and float(log_exp1(far)[1]) < -800
 
 
 def test_sample_shapes_and_unused_slots(generator):
