@@ -215,7 +215,7 @@ class EllipseBlockSampler:
         covariance = torch.where(active[..., None, None], covariance, torch.diag(self.scales**2 / 100).expand(t, k, 6, 6))
         chol = torch.linalg.cholesky(covariance)
         # largest window first: batched chains then render windows of similar sizes together
-        _, a, b = params[..., 0], params[..., 1].abs(), params[..., 2].abs()
+        a, b = params[..., 1].abs(), params[..., 2].abs()
         area = torch.where(active, a * b, torch.full_like(a, -1.0))
         order = torch.argsort(-area, dim=1, stable=True)
         log_scale = torch.full((t, k), math.log(2.38 / math.sqrt(6)), dtype=torch.float64, device=params.device)
