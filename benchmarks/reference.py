@@ -99,13 +99,15 @@ def main() -> None:
     parser.add_argument("--mass", choices=("pilot", "gauss_newton"), default="pilot", help="how the diagonal mass is chosen")
     parser.add_argument("--sampler", choices=("hmc", "blocks"), default="hmc", help="blocks: one ellipse at a time (start=truth)")
     parser.add_argument("--birth-death-moves", type=int, default=1, help="sampler=blocks: birth/death moves per sweep")
+    parser.add_argument("--intensity-moves", type=int, default=0, help="sampler=blocks: joint intensity moves per sweep")
     parser.add_argument("--probe-chains", type=int, default=0, help="start=truth: chains per item from prior draws")
     args = parser.parse_args()
     settings = ReferenceSettings(chains=args.chains, warmup=args.warmup, draws=args.draws, thin=args.thin,
                                  leapfrog_steps=args.leapfrog_steps, seed=args.seed,
                                  temperatures=args.temperatures, beta_min=args.beta_min, start=args.start,
                                  render_dtype=args.render_dtype, probe_chains=args.probe_chains, mass=args.mass,
-                                 sampler=args.sampler, birth_death_moves=args.birth_death_moves)
+                                 sampler=args.sampler, birth_death_moves=args.birth_death_moves,
+                                 intensity_moves=args.intensity_moves)
     result = {"benchmark": "reference", "machine": machine(),
               "ellipses": run(args.size, args.mean_count, args.slots, args.items, settings, args.grid_factor)}
     print(json.dumps(result))

@@ -109,6 +109,7 @@ def main() -> None:
         "render_dtype": settings.render_dtype,
         "sampler": settings.sampler,
         "birth_death_moves": settings.birth_death_moves,
+        "intensity_moves": settings.intensity_moves,
     }
     common = {
         "sampler": sampler,

@@ -199,6 +199,7 @@ class ReferenceParams(Strict):
         "up to date (ellipse priors without normalize_foreground, start=truth); auto: blocks where it applies, else hmc",
     )
     birth_death_moves: int = Field(default=1, ge=0, description="sampler=blocks: birth/death moves after each sweep")
+    intensity_moves: int = Field(default=0, ge=0, description="sampler=blocks: joint moves of the data-determined intensities after each sweep")
     seed: int = Field(default=0, ge=0)
     batch_items: int = Field(default=4, ge=1, description="test items sampled together (batched on the device)")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -270,6 +270,57 @@ class EllipseBlockSampler:
                 kernel.log_scale[self.rows, slot] += torch.where(moving, adapt_weight * (prob - self.target_accept), torch.zeros_like(prob))
         return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
 
+    #: intensity_move: a slot's intensity joins the joint move when the data alone pin it
+    #: to a standard deviation below this fraction of the prior's
+    determined_fraction = 0.1
+
+    def intensity_move(self, state: BlockState, generator: torch.Generator) -> torch.Tensor:
+        """One joint move of the intensities the data determine, the shapes fixed.
+
+        Given the shapes, A x is linear in the intensities v, so the
+        likelihood of the determined set D (chosen from the shapes alone)
+        given everything else is exactly Gaussian, N(mu, Q_DD^-1) with
+        Q = S^T S / sigma^2, S the data of each slot at unit intensity. That
+        Gaussian is an independence proposal: its Metropolis-Hastings ratio
+        is the prior's ratio alone, high where the data dominate the prior.
+        It moves overlapping ellipses' intensities together, along the
+        correlations one slot at a time cannot follow. Returns each row's
+        acceptance probability (NaN: no determined slot)."""
+        params = state.params
+        t, k, _ = params.shape
+        active = params[..., 0] != 0
+        unit = torch.zeros(t, self.y.shape[1], k, dtype=torch.float64, device=params.device)
+        for slot in torch.nonzero(active.any(0)).flatten().tolist():
+            shape = params[:, slot].clone()
+            shape[:, 0] = active[:, slot].to(shape)  # unit intensity; a row where the slot is off stays empty
+            flat, values = slot_pixels(shape, self.size, self.prior.supersample)
+            unit[:, :, slot] = self.columns.project(flat, values)
+        precision = unit.transpose(1, 2) @ unit / self.noise_std**2
+        pinned_sd = torch.diagonal(precision, dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
+        determined = active & (pinned_sd < self.determined_fraction * float(self.scales[0]))
+        both = determined[:, :, None] & determined[:, None, :]
+        # the determined block, with the identity elsewhere so that every row factors at once
+        block = torch.where(both, precision, torch.diag_embed((~determined).to(precision)))
+        chol = torch.linalg.cholesky(block)
+        v = params[..., 0]
+        # mu does not depend on v_D: v_D + Q_DD^-1 S_D^T (y - A x) / sigma^2
+        pull = -(unit.transpose(1, 2) @ state.residual[:, :, None])[..., 0] / self.noise_std**2
+        mean = v + torch.cholesky_solve((pull * determined)[..., None], chol)[..., 0]
+        z = torch.randn(t, k, generator=generator, dtype=torch.float64).to(params.device)
+        draw = mean + torch.linalg.solve_triangular(chol.transpose(1, 2), z[..., None], upper=True)[..., 0]
+        new_v = torch.where(determined, draw, v)
+        new = params.clone()
+        new[..., 0] = new_v
+        terms = self.prior.slot_log_density(new) - self.prior.slot_log_density(params)
+        log_ratio = torch.where(determined, terms, torch.zeros_like(terms)).sum(1)
+        possible = determined.any(1) & ~(determined & (new_v == 0)).any(1) & torch.isfinite(log_ratio)
+        accept_prob = torch.where(possible, log_ratio.clamp(max=0).exp(), torch.zeros_like(log_ratio))
+        accept = torch.rand(t, generator=generator, dtype=torch.float64).to(params.device) < accept_prob
+        change = torch.where(accept[:, None], new_v - v, torch.zeros_like(v))
+        state.params[..., 0] = v + change
+        state.residual = state.residual + (unit @ change[..., None])[..., 0]
+        return torch.where(determined.any(1), accept_prob, torch.full_like(accept_prob, math.nan))
+
     def birth_death(self, state: BlockState, generator: torch.Generator) -> torch.Tensor:
         """One birth or death per row (as reference._birth_death: a birth puts a
         draw of the prior's slot density in a uniformly chosen free slot, a
@@ -305,9 +356,11 @@ def run_blocks(
     generator: torch.Generator,
     restart: bool = True,
     birth_death_moves: int = 1,
+    intensity_moves: int = 0,
     on_draw: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Sweeps (each followed by `birth_death_moves` birth/death moves) from
+    """Sweeps (each followed by `birth_death_moves` birth/death moves and
+    `intensity_moves` joint intensity moves) from
     `start` (T, K, 6) with the Gauss-Newton kernel at `start`: a pilot of
     `warmup` sweeps tunes each slot's random-walk scale; then `draws` sweeps
     with the kernel fixed, from `start` again when `restart` (start is the
@@ -322,13 +375,17 @@ def run_blocks(
         sampler.sweep(state, kernel, generator, adapt_weight=1.0 / math.sqrt(i + 1))
         for _ in range(birth_death_moves):
             sampler.birth_death(state, generator)
+        for _ in range(intensity_moves):
+            sampler.intensity_move(state, generator)
     if restart:
         state = sampler.state(start)
-    blocks, births = [], []
+    blocks, births, intensities = [], [], []
     for i in range(draws):
         blocks.append(sampler.sweep(state, kernel, generator))
         for _ in range(birth_death_moves):
             births.append(sampler.birth_death(state, generator))
+        for _ in range(intensity_moves):
+            intensities.append(sampler.intensity_move(state, generator))
         if on_draw is not None:
             on_draw(i, state.params.reshape(state.params.shape[0], -1), -sampler.log_posterior(state))
     t = start.shape[0]
@@ -336,4 +393,7 @@ def run_blocks(
     def mean(probs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(probs).nanmean(0).cpu() if probs else torch.full((t,), math.nan, dtype=torch.float64)
 
-    return {"blocks": mean(blocks), "birth_death": mean(births)}
+    acceptance = {"blocks": mean(blocks), "birth_death": mean(births)}
+    if intensity_moves:
+        acceptance["intensities"] = mean(intensities)
+    return acceptance

@@ -78,6 +78,9 @@ class ReferenceSettings:
     sampler: str = "hmc"
     #: sampler="blocks": birth/death moves after each sweep (each costs about one slot's move)
     birth_death_moves: int = 1
+    #: sampler="blocks": joint moves of the data-determined intensities after each sweep
+    #: (0 = off: about 2x the intensities' ESS but not the slowest summaries', at 1.8x the cost; docs/benchmarks.md)
+    intensity_moves: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -94,8 +97,8 @@ class ReferenceSettings:
             problems.append(f"probe_chains={self.probe_chains} with start={self.start!r} (the probe is for start='truth')")
         if self.sampler not in ("auto", "hmc", "blocks") or (self.sampler == "blocks" and self.start != "truth"):
             problems.append(f"sampler={self.sampler!r} with start={self.start!r} (need 'hmc', or 'blocks' with start='truth')")
-        if self.birth_death_moves < 0:
-            problems.append(f"birth_death_moves={self.birth_death_moves} (need >= 0)")
+        if self.birth_death_moves < 0 or self.intensity_moves < 0:
+            problems.append(f"birth_death_moves={self.birth_death_moves}, intensity_moves={self.intensity_moves} (need >= 0)")
         if self.projections < 0 or self.probe_chains < 0:
             problems.append(f"projections={self.projections}, probe_chains={self.probe_chains} (need >= 0)")
         if self.temperatures < 1 or (self.temperatures > 1 and not 0 < self.beta_min < 1):
@@ -492,7 +495,7 @@ def sample_reference(
         blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, float(noise_std), y_rep.flatten(1))
         acceptance = run_blocks(
             blocks, q0.reshape(t_all, *prior.param_shape), warmup=settings.warmup, draws=n, generator=generator, on_draw=on_draw,
-            birth_death_moves=settings.birth_death_moves,
+            birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves,
         )
     else:
         inv_mass = _default_inv_mass(prior, t_all).to(device)
@@ -590,7 +593,7 @@ def _probe_modes(
         # the same moves as the kept chains, from where the pilot ended (a probe makes no exactness claim)
         blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, noise_std, target.y.flatten(1))
         run_blocks(blocks, params.to(y.device), warmup=settings.warmup, draws=settings.draws, generator=generator, restart=False, on_draw=on_draw,
-                   birth_death_moves=settings.birth_death_moves)
+                   birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves)
         return log_posterior.median(1).values.view(items, chains).max(1).values
     mask_fn, extra_moves = None, {}
     if isinstance(prior, EllipsePrior):

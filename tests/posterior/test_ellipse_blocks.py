@@ -45,12 +45,13 @@ def test_the_kept_residual_equals_the_full_forward_model_after_every_kind_of_mov
     sampler = EllipseBlockSampler(prior, system_matrix(op.geometry), 32, 0.01, y)
     gen = torch.Generator().manual_seed(1)
     state, kernel = sampler.state(params), sampler.kernel(params)
-    accepted = 0.0
+    accepted, joint = 0.0, 0.0
     for _ in range(5):
         accepted += float(sampler.sweep(state, kernel, gen).nanmean())
         for _ in range(5):
             accepted += float(sampler.birth_death(state, gen).mean())
-    assert accepted > 0  # something moved
+        joint += float(sampler.intensity_move(state, gen).nansum())
+    assert accepted > 0 and joint > 0  # something moved, the joint intensity move included
     assert not torch.equal(state.params, params)
     full = op(prior.render(state.params, 32)).flatten(1) - y
     torch.testing.assert_close(state.residual, full, rtol=0, atol=1e-10)
@@ -91,10 +92,13 @@ def test_with_uninformative_data_the_chains_sample_the_prior():
         assert abs(z_sum) < 4, (name, sums[..., j].mean(), expected_count * mean, z_sum)
 
 
-def test_one_ellipse_block_moves_match_quadrature():
+@pytest.mark.parametrize("intensity_by", ["sweep", "intensity_move"])
+def test_one_ellipse_block_moves_match_quadrature(intensity_by: str):
     """One ellipse at 32x32 with centre x and intensity free (the kernel's
     covariance is zero on the other fields, so they stay at the truth): the
-    block sampler's mean must agree with dense quadrature within 3 MCSE."""
+    block sampler's mean must agree with dense quadrature within 3 MCSE.
+    With intensity_by="intensity_move" the sweep moves x only and v moves
+    by the joint intensity move alone (its slot counted as determined)."""
     torch.set_num_threads(1)
     size, noise = 32, 0.1
     prior = EllipsePrior(mean_count=1.0, slots=1)
@@ -121,9 +125,10 @@ def test_one_ellipse_block_moves_match_quadrature():
     sampler = EllipseBlockSampler(prior, system_matrix(op.geometry), size, noise, y.repeat(chains, 1))
     start = truth.repeat(chains, 1, 1)
     kernel = sampler.kernel(start)
-    free = torch.tensor([1.0, 0, 0, 1.0, 0, 0], dtype=torch.float64)
+    free = torch.tensor([1.0 if intensity_by == "sweep" else 0.0, 0, 0, 1.0, 0, 0], dtype=torch.float64)
+    sampler.determined_fraction = math.inf
     kernel.chol = kernel.chol * free[:, None] * free[None, :]  # fields 1, 2, 4, 5 never move
-    gen = torch.Generator().manual_seed(3)
+    gen = torch.Generator().manual_seed(4)
     pilot = sampler.state(start)
     for i in range(200):
         sampler.sweep(pilot, kernel, gen, adapt_weight=1 / math.sqrt(i + 1))
@@ -131,6 +136,8 @@ def test_one_ellipse_block_moves_match_quadrature():
     traces = np.zeros((chains, draws, 2))
     for i in range(draws):
         sampler.sweep(state, kernel, gen)
+        if intensity_by == "intensity_move":
+            sampler.intensity_move(state, gen)
         traces[:, i] = state.params[:, 0, [3, 0]].numpy()
     torch.testing.assert_close(state.params[:, 0, [1, 2, 4, 5]], start[:, 0, [1, 2, 4, 5]], rtol=0, atol=0)
     for j, name in enumerate(("x", "v")):
