@@ -13,10 +13,10 @@ from typing import Annotated, Literal, Union, get_args
 
 import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 from ..operators.geometry import Geometry
-from ..priors import EllipsePrior, GaussianFieldPrior
+from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
 
 
 class ConfigError(ValueError):
@@ -295,18 +295,49 @@ class EllipsePriorConfig(Strict):
         return EllipsePrior(**self.model_dump(exclude={"name"}))
 
 
-class GaussianFieldPriorConfig(Strict):
-    name: Literal["gaussian_field"]
+class FieldComponentConfig(Strict):
+    """One Gaussian random field of a mixture (GaussianFieldPriorConfig without the name)."""
+
     mean: float = 0.5
     std: float = Field(default=0.2, gt=0)
-    length_scale: float = Field(default=0.2, gt=0)
+    length_scale: float | tuple[PositiveFloat, PositiveFloat] = Field(
+        default=0.2, description="one number, or [along the rows, along the columns] for an anisotropic field"
+    )
     nugget: float = Field(default=1e-4, ge=0)
+
+    @field_validator("length_scale")
+    @classmethod
+    def _positive_scale(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        if isinstance(value, (int, float)) and value <= 0:
+            raise ValueError(f"length_scale must be > 0, got {value}")
+        return value
+
+
+class GaussianFieldPriorConfig(FieldComponentConfig):
+    name: Literal["gaussian_field"]
 
     def build(self, size: int) -> GaussianFieldPrior:
         return GaussianFieldPrior(size, **self.model_dump(exclude={"name"}))
 
 
-PriorConfig = Annotated[Union[EllipsePriorConfig, GaussianFieldPriorConfig], Field(discriminator="name")]
+class GaussianMixturePriorConfig(Strict):
+    name: Literal["gaussian_mixture"]
+    components: list[FieldComponentConfig] = Field(min_length=2)
+    weights: list[PositiveFloat]
+
+    @model_validator(mode="after")
+    def _one_weight_each(self) -> "GaussianMixturePriorConfig":
+        if len(self.weights) != len(self.components):
+            raise ValueError(f"weights has {len(self.weights)} entries for {len(self.components)} components (need one each)")
+        if abs(sum(self.weights) - 1) > 1e-9:
+            raise ValueError(f"weights must sum to 1, got {sum(self.weights)}")
+        return self
+
+    def build(self, size: int) -> GaussianMixturePrior:
+        return GaussianMixturePrior([GaussianFieldPrior(size, **c.model_dump()) for c in self.components], self.weights)
+
+
+PriorConfig = Annotated[Union[EllipsePriorConfig, GaussianFieldPriorConfig, GaussianMixturePriorConfig], Field(discriminator="name")]
 
 
 class NoiseConfig(Strict):

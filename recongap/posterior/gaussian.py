@@ -4,26 +4,43 @@ For x ~ N(mu, S) and y = A x + e, e ~ N(0, s^2 I):
 
     E[x|y]   = mu + S A^T K^-1 (y - A mu),   K = A S A^T + s^2 I
     Cov[x|y] = S - S A^T K^-1 A S
+    y        ~ N(A mu, K)                    (the evidence)
 
 Here the data space is small (angles x detectors, a few thousand), so K is
 formed densely and factored once; S is the prior's covariance operator. The
 posterior covariance does not depend on y, so the Bayes risk
 E||E[x|y] - x||^2 = trace Cov[x|y] is a number, the denominator of the
-normalized error on the `gaussian_field` pipeline.
+normalized error on the `gaussian_field` pipeline. Given the first two
+moments of any prior (a GaussianMixturePrior's, say) the same formulas give
+the best linear estimator of x from y.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Protocol
+
 import torch
 
 from ..operators import RayTransform
-from ..priors import GaussianFieldPrior
+
+
+class GaussianMoments(Protocol):
+    """What the formulas need of a prior: its mean, covariance operator and variances."""
+
+    size: int
+
+    def mean_image(self) -> torch.Tensor: ...
+
+    def covariance_apply(self, v: torch.Tensor) -> torch.Tensor: ...
+
+    def variance_image(self) -> torch.Tensor: ...
 
 
 class GaussianPosterior:
-    """Closed-form posterior mean and pixel variances, in float64."""
+    """Closed-form posterior mean, pixel variances, evidence and exact draws, in float64."""
 
-    def __init__(self, prior: GaussianFieldPrior, operator: RayTransform, noise_std: float) -> None:
+    def __init__(self, prior: GaussianMoments, operator: RayTransform, noise_std: float) -> None:
         n, m = prior.size, operator.range_shape[0] * operator.range_shape[1]
         if operator.domain_shape != (n, n):
             raise ValueError(f"prior is {n}x{n} but the operator maps {operator.domain_shape} images")
@@ -37,16 +54,20 @@ class GaussianPosterior:
             self._cholesky = torch.linalg.cholesky(0.5 * (k + k.T))
             self._gain = sat.reshape(m, n * n)  # rows: (S A^T)^T
             solved = torch.cholesky_solve(self._gain, self._cholesky)  # K^-1 A S
-            prior_var = prior.std**2 * prior.covariance_diagonal().reshape(-1)
+            prior_var = prior.variance_image().reshape(-1)
             self.pixel_variance = (prior_var - (self._gain * solved).sum(0)).clamp_min(0).reshape(1, 1, n, n)
-        self.prior_mean = torch.full((1, 1, n, n), prior.mean, dtype=torch.float64)
+            self.prior_mean = prior.mean_image().reshape(1, 1, n, n).to(torch.float64)
+            self._data_mean = operator(self.prior_mean).reshape(1, m)
+
+    def _weights(self, y: torch.Tensor) -> torch.Tensor:
+        """K^-1 (y - A mu) as (B, m)."""
+        residual = y.to(torch.float64).reshape(y.shape[0], -1) - self._data_mean
+        return torch.cholesky_solve(residual.T, self._cholesky).T
 
     def mean(self, y: torch.Tensor) -> torch.Tensor:
         """E[x|y] for a (B, 1, angles, detectors) batch; returns y's dtype."""
         with torch.no_grad():
-            residual = (y.to(torch.float64) - self.operator(self.prior_mean)).reshape(y.shape[0], -1)
-            weights = torch.cholesky_solve(residual.T, self._cholesky)  # (m, B)
-            update = (weights.T @ self._gain).reshape(y.shape[0], 1, *self.operator.domain_shape)
+            update = (self._weights(y) @ self._gain).reshape(y.shape[0], 1, *self.operator.domain_shape)
         return (self.prior_mean + update).to(y.dtype)
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
@@ -55,3 +76,24 @@ class GaussianPosterior:
     def bayes_mse(self) -> float:
         """E||E[x|y] - x||^2 per pixel: the mean posterior variance."""
         return float(self.pixel_variance.mean())
+
+    def log_evidence(self, y: torch.Tensor) -> torch.Tensor:
+        """log N(y; A mu, K) per item of a (B, 1, angles, detectors) batch."""
+        with torch.no_grad():
+            residual = y.to(torch.float64).reshape(y.shape[0], -1) - self._data_mean
+            white = torch.linalg.solve_triangular(self._cholesky, residual.T, upper=False)
+            log_det = 2 * torch.log(torch.diagonal(self._cholesky)).sum()
+            return -0.5 * (white**2).sum(0) - 0.5 * log_det - 0.5 * residual.shape[1] * math.log(2 * math.pi)
+
+    def sample(self, y: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
+        """Exact posterior draws (B, draws, 1, n, n), by perturbation: a prior draw
+        x' and noise e' corrected by the gain, x' + S A^T K^-1 (y - A x' - e'),
+        has the posterior's law. Needs a prior that can draw (sample, render)."""
+        b, n = y.shape[0], self.prior.size
+        with torch.no_grad():
+            prior_draws = self.prior.render(self.prior.sample(b * draws, generator), n).to(torch.float64)
+            noise = self.noise_std * torch.randn(b * draws, 1, *self.operator.range_shape, generator=generator, dtype=torch.float64)
+            simulated = self.operator(prior_draws) + noise
+            target = y.to(torch.float64).repeat_interleave(draws, 0)
+            correction = (self._weights(target) - self._weights(simulated)) @ self._gain
+            return (prior_draws + correction.reshape(b * draws, 1, n, n)).reshape(b, draws, 1, n, n)

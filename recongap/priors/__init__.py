@@ -2,5 +2,6 @@
 
 from .ellipses import EllipsePrior, render_ellipses, shepp_logan
 from .gaussian_field import GaussianFieldPrior
+from .gaussian_mixture import GaussianMixturePrior
 
-__all__ = ["EllipsePrior", "GaussianFieldPrior", "render_ellipses", "shepp_logan"]
+__all__ = ["EllipsePrior", "GaussianFieldPrior", "GaussianMixturePrior", "render_ellipses", "shepp_logan"]

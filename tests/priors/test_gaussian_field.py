@@ -44,3 +44,21 @@ def test_wrong_sizes_are_refused(generator):
         prior.render(prior.sample(1, generator), 16)
     with pytest.raises(ValueError, match=r"\(\.\.\., 8, 8\)"):
         prior.log_prob(torch.zeros(1, 4, 4))
+
+def test_an_anisotropic_field_has_the_kernel_it_states(generator):
+    """length_scale (rows, cols): Cov[x_ij, x_kl] = std^2 (k_r(i, k) k_c(j, l) + nugget [same pixel]),
+    written out pixel by pixel; and the image density is that Gaussian's."""
+    size, std, nugget = 6, 0.3, 1e-3
+    prior = GaussianFieldPrior(size, mean=0.2, std=std, length_scale=(0.1, 0.5), nugget=nugget)
+    centres = -1 + (torch.arange(size, dtype=torch.float64) + 0.5) * 2 / size
+    rows = torch.exp(-((centres[:, None] - centres[None, :]) ** 2) / (2 * 0.1**2))
+    cols = torch.exp(-((centres[:, None] - centres[None, :]) ** 2) / (2 * 0.5**2))
+    dense = std**2 * (torch.kron(rows, cols) + nugget * torch.eye(size * size, dtype=torch.float64))
+    eye = torch.eye(size * size, dtype=torch.float64).reshape(-1, size, size)
+    torch.testing.assert_close(prior.covariance_apply(eye).reshape(size * size, -1), dense, rtol=0, atol=1e-12)
+    torch.testing.assert_close(prior.variance_image().reshape(-1), torch.diagonal(dense), rtol=0, atol=1e-12)
+    images = prior.render(prior.sample(3, generator), size)[:, 0]
+    expected = torch.distributions.MultivariateNormal(torch.full((size * size,), 0.2, dtype=torch.float64), dense).log_prob(images.reshape(3, -1))
+    torch.testing.assert_close(prior.image_log_prob(images), expected, rtol=1e-10, atol=1e-8)
+    with pytest.raises(ValueError, match="invalid GaussianFieldPrior"):
+        GaussianFieldPrior(size, length_scale=(0.1, -0.5))
