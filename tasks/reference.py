@@ -25,7 +25,7 @@ import torch
 from recongap.config import ConfigError
 from recongap.datasets import DataError, derived_seed, read_split
 from recongap.operators import Geometry, RayTransform
-from recongap.posterior import GaussianPosterior
+from recongap.posterior import closed_form_posterior
 from recongap.posterior.store import (
     ItemReference,
     code_fingerprint,
@@ -48,8 +48,10 @@ CODE_MODULES = (
     "recongap.posterior.ellipse_blocks",
     "recongap.posterior.diagnostics",
     "recongap.posterior.gaussian",
+    "recongap.posterior.gaussian_mixture",
     "recongap.priors.ellipses",
     "recongap.priors.gaussian_field",
+    "recongap.priors.gaussian_mixture",
     "recongap.priors.special",
     "recongap.operators.ray_transform",
     "recongap.operators.backends",
@@ -89,7 +91,7 @@ def main() -> None:
     noise_std = float(test.attrs["noise_std"])
     grid_factor = int(test.attrs.get("measurement_grid_factor", 1))
     prior = pipe.prior.build(size)
-    closed_form = GaussianPosterior(prior, operator, noise_std) if pipe.prior.name == "gaussian_field" else None
+    closed_form = closed_form_posterior(prior, operator, noise_std)
     device = pick_device(settings.device)
 
     sampler = {
@@ -140,8 +142,9 @@ def main() -> None:
                 mean=_numpy(r.mean), std=_numpy(r.std), samples=_numpy(r.samples), diagnostics=dict(r.diagnostics)
             )
             if closed_form is not None:
-                item.closed_form_mean = _numpy(closed_form.mean(y[j : j + 1].cpu().double()))
-                item.closed_form_std = _numpy(closed_form.pixel_variance.sqrt())
+                yj = y[j : j + 1].cpu().double()
+                item.closed_form_mean = _numpy(closed_form.mean(yj))
+                item.closed_form_std = _numpy(closed_form.pixel_std(yj))
             items.append(item)
         return items
 

@@ -37,7 +37,8 @@ def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True, env=env)
 
 
-PIPELINES = ("ellipses", "gaussian_field", "dival_ellipses")
+PIPELINES = ("ellipses", "gaussian_field", "gaussian_mixture", "dival_ellipses")
+CLOSED_FORM = {"gaussian_field": {"lmmse"}, "gaussian_mixture": {"exact_mean", "lmmse"}}  # exact methods beside the MCMC mean
 METHODS = ("fbp", "tv", "postproc", "lgd", "lpd", "cwgan")
 
 
@@ -66,14 +67,14 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         started_from = json.loads((repo / "models" / pipeline / "cwgan" / "config.json").read_text())["init_sha256"]
         assert started_from == hashlib.sha256((repo / "models" / pipeline / "postproc" / "best.ckpt").read_bytes()).hexdigest()
         metrics = json.loads((repo / "metrics" / f"{pipeline}.json").read_text())
-        # every pipeline gets its MCMC posterior mean; the Gaussian field also its closed form, lmmse
-        extra = {"posterior_mean", "lmmse"} if pipeline == "gaussian_field" else {"posterior_mean"}
+        # every pipeline gets its MCMC posterior mean; the Gaussian ones also their closed forms
+        extra = {"posterior_mean"} | CLOSED_FORM.get(pipeline, set())
         assert set(metrics["methods"]) == set(METHODS) | extra and metrics["scale"] == "smoke"
         # the reference stage: per-item files and a diagnostics summary
         assert f"Running stage 'reference@{pipeline}'" in first.stdout
         reference_dir = repo / "models" / pipeline / "reference"
         assert len(list(reference_dir.glob("item_*.npz"))) == 2 and (reference_dir / "summary.json").exists()
-        mcmc = metrics["reference"] if pipeline != "gaussian_field" else metrics["reference"]["mcmc"]
+        mcmc = metrics["reference"]["mcmc"] if pipeline in CLOSED_FORM else metrics["reference"]
         assert mcmc["kind"] == "mcmc" and mcmc["items"] == 2 and mcmc["bayes_mse"] > 0 and mcmc["bayes_mse_stderr"] > 0
         assert {"rhat_max", "ess_min", "items_flagged", "reliable"} <= set(mcmc)
         assert mcmc["reliable"] == (mcmc["items_flagged"] == [])
@@ -113,6 +114,11 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     assert gauss["reference"]["kind"] == "closed_form" and abs(lmmse["mean"] - 1) < 4 * lmmse["stderr"]
     assert all("normalized_error" in r for r in gauss["methods"].values())
     assert gauss["reference"]["mcmc"]["kind"] == "mcmc"  # beside the closed form, to compare the two
+    # on the mixture the exact posterior mean is nonlinear in y; its normalized error is 1 up to sampling error too
+    mixture = json.loads((repo / "metrics" / "gaussian_mixture.json").read_text())
+    exact = mixture["methods"]["exact_mean"]["normalized_error"]
+    assert mixture["reference"]["kind"] == "closed_form" and mixture["reference"]["bayes_mse_stderr"] > 0
+    assert abs(exact["mean"] - 1) < 4 * exact["stderr"] + 4 * mixture["reference"]["bayes_mse_stderr"] / mixture["reference"]["bayes_mse"]
     shown = _dvc(repo, "metrics", "show")
     assert shown.returncode == 0 and "methods.lpd.psnr.mean" in shown.stdout
     results = (repo / "docs" / "results.md").read_text()

@@ -73,6 +73,10 @@ class GaussianPosterior:
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         return self.mean(y)
 
+    def pixel_std(self, y: torch.Tensor) -> torch.Tensor:
+        """The posterior's pixel std for each item of y, (B, 1, n, n) (the same for every y)."""
+        return self.pixel_variance.sqrt().expand(y.shape[0], -1, -1, -1)
+
     def bayes_mse(self) -> float:
         """E||E[x|y] - x||^2 per pixel: the mean posterior variance."""
         return float(self.pixel_variance.mean())

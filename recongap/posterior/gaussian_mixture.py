@@ -48,6 +48,10 @@ class GaussianMixturePosterior:
         mean = (w * means).sum(1)
         return ((w * (variances + means**2)).sum(1) - mean**2).clamp_min(0)
 
+    def pixel_std(self, y: torch.Tensor) -> torch.Tensor:
+        """The posterior's pixel std, (B, 1, n, n)."""
+        return self.pixel_variance(y).sqrt()
+
     def sample(self, y: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
         """Exact posterior draws (B, draws, 1, n, n): a component by the posterior
         weights, then an exact draw of that component's Gaussian posterior."""

@@ -22,12 +22,12 @@ import torch
 
 from ..datasets.simulate import measurement_operator
 from ..operators import RayTransform
-from ..priors import EllipsePrior, GaussianFieldPrior
+from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
 from .diagnostics import summarize
 from .ellipse_blocks import EllipseBlockSampler, run_blocks
 from .mcmc import run_hmc, run_hmc_from_truth
 
-Prior = Union[EllipsePrior, GaussianFieldPrior]
+Prior = Union[EllipsePrior, GaussianFieldPrior, GaussianMixturePrior]
 
 
 @dataclass
@@ -300,17 +300,17 @@ def _check_inputs(
         raise ValueError(f"sampler='blocks' moves ellipses: it needs an EllipsePrior, got {type(prior).__name__}")
     if sampler == "blocks" and prior.normalize_foreground:
         raise ValueError("sampler='blocks' needs an image that is a sum over slots: not with normalize_foreground=True (use 'hmc')")
-    if not isinstance(prior, (EllipsePrior, GaussianFieldPrior)):
-        raise ValueError(f"sample_reference supports EllipsePrior and GaussianFieldPrior, got {type(prior).__name__}")
+    if not isinstance(prior, (EllipsePrior, GaussianFieldPrior, GaussianMixturePrior)):
+        raise ValueError(f"sample_reference supports EllipsePrior, GaussianFieldPrior and GaussianMixturePrior, got {type(prior).__name__}")
     if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
         raise ValueError(f"y must have shape (B, 1, {operator.range_shape[0]}, {operator.range_shape[1]}), got {tuple(y.shape)}")
     if truth is not None and tuple(truth.shape) != (y.shape[0], 1, size, size):
         raise ValueError(f"truth must have shape ({y.shape[0]}, 1, {size}, {size}), got {tuple(truth.shape)}")
     if grid_factor < 1:
         raise ValueError(f"measurement_grid_factor must be >= 1, got {grid_factor}")
-    if isinstance(prior, GaussianFieldPrior) and (prior.size != size or grid_factor != 1):
+    if isinstance(prior, (GaussianFieldPrior, GaussianMixturePrior)) and (prior.size != size or grid_factor != 1):
         raise ValueError(
-            f"a GaussianFieldPrior of size {prior.size} needs a {prior.size}x{prior.size} operator and "
+            f"a {type(prior).__name__} of size {prior.size} needs a {prior.size}x{prior.size} operator and "
             f"measurement_grid_factor 1, got {size}x{size} and {grid_factor}"
         )
 
@@ -376,10 +376,13 @@ def _system_matrix(measure: RayTransform):
 
 def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
     """Initial per-coordinate scale (variance) of the gradient move: 1 for
-    whitened coefficients; for ellipse slots a rough posterior width per
-    field (intensity, axes, centre, rotation) until warm-up measures it."""
+    whitened coefficients; the prior's pixel variances for a mixture's
+    pixels; for ellipse slots a rough posterior width per field (intensity,
+    axes, centre, rotation) until warm-up measures it."""
     if isinstance(prior, GaussianFieldPrior):
         return torch.ones(t, prior.size * prior.size, dtype=torch.float64)
+    if isinstance(prior, GaussianMixturePrior):
+        return prior.variance_image().reshape(1, -1).repeat(t, 1)
     field_scale = torch.tensor([0.05, 0.02, 0.02, 0.02, 0.02, 0.3], dtype=torch.float64) ** 2
     return field_scale.repeat(t, prior.slots)
 
