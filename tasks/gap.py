@@ -85,6 +85,10 @@ class MCMCReference:
         if probes:
             out["items_probed"] = len(probes)
             out["items_multimodal"] = [i for i, probe in probes.items() if probe["multimodal"]]
+        checks = {i: d["closed_form"] for i, d in zip(self.indices, self.diagnostics) if "closed_form" in d}
+        if checks:
+            out["items_checked_against_closed_form"] = len(checks)
+            out["items_disagreeing_with_closed_form"] = [i for i, c in checks.items() if not c["agrees"]]
         return out
 
     def gap(self, estimate: torch.Tensor) -> dict:
@@ -146,10 +150,17 @@ def gap_markdown(summary: dict) -> str:
             f"Mode probe: {mcmc['items_probed']} items probed by chains from prior draws; "
             f"{len(mcmc['items_multimodal'])} flagged multimodal {mcmc['items_multimodal']}.",
         ]
+    if "items_checked_against_closed_form" in mcmc:
+        lines += [
+            "",
+            f"Against the exact posterior: {mcmc['items_checked_against_closed_form']} items checked (each image summary's MCMC mean "
+            f"within 3 Monte Carlo standard errors of its exact value); {len(mcmc['items_disagreeing_with_closed_form'])} disagree "
+            f"{mcmc['items_disagreeing_with_closed_form']}.",
+        ]
     if not mcmc["reliable"]:
         lines += [
             "",
-            f"**{UNRELIABLE}: {len(mcmc['items_flagged'])} of {mcmc['items']} reference items were flagged (unconverged, or a better fit found by the mode probe) "
+            f"**{UNRELIABLE}: {len(mcmc['items_flagged'])} of {mcmc['items']} reference items were flagged (unconverged, a better fit found by the mode probe, or disagreeing with the exact posterior) "
             f"(items {mcmc['items_flagged']}); every normalized error and gap below is marked {UNRELIABLE}.**",
         ]
     if ref["kind"] == "closed_form":

@@ -26,6 +26,7 @@ from recongap.config import ConfigError
 from recongap.datasets import DataError, derived_seed, read_split
 from recongap.operators import Geometry, RayTransform
 from recongap.posterior import closed_form_posterior
+from recongap.posterior.reference import closed_form_check
 from recongap.posterior.store import (
     ItemReference,
     code_fingerprint,
@@ -143,8 +144,10 @@ def main() -> None:
             )
             if closed_form is not None:
                 yj = y[j : j + 1].cpu().double()
-                item.closed_form_mean = _numpy(closed_form.mean(yj))
+                exact_mean = closed_form.mean(yj)
+                item.closed_form_mean = _numpy(exact_mean)
                 item.closed_form_std = _numpy(closed_form.pixel_std(yj))
+                item.diagnostics["closed_form"] = closed_form_check(r.diagnostics["summaries"], exact_mean, run.projections)
             items.append(item)
         return items
 

@@ -80,6 +80,8 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         assert mcmc["reliable"] == (mcmc["items_flagged"] == [])
         # started at the truth, probed for modes, both Bayes-error estimates, and the code that made each item
         assert mcmc["items_probed"] == 2 and mcmc["bayes_mse_from_variance"]["items"] == 2
+        # where the posterior is exact, each item's chains are checked against it (and flagged where they disagree)
+        assert mcmc.get("items_checked_against_closed_form") == (2 if pipeline in CLOSED_FORM else None)
         item, fingerprint = load_item(reference_dir / "item_00000.npz")
         assert item.diagnostics["start"] == "truth" and {"variance", "truth"} <= set(item.diagnostics["bayes_mse"])
         assert isinstance(item.diagnostics["probe"]["multimodal"], bool)

@@ -142,11 +142,13 @@ def run_items(
 
 def is_flagged(diagnostics: dict, rhat_max: float, ess_min: float) -> bool:
     """Not to be trusted: R-hat above the bound, ESS below it, either not a
-    number, or the mode probe found a better fit than the kept chains hold."""
+    number, the mode probe found a better fit than the kept chains hold, or
+    (where the posterior is known exactly) the chains' mean disagrees with it."""
     rhat, ess = diagnostics.get("rhat_max"), diagnostics.get("ess_min")
     if rhat is None or ess is None or not math.isfinite(rhat) or not math.isfinite(ess):
         return True
-    return rhat > rhat_max or ess < ess_min or bool(diagnostics.get("probe", {}).get("multimodal"))
+    disagrees = diagnostics.get("closed_form", {}).get("agrees") is False
+    return rhat > rhat_max or ess < ess_min or bool(diagnostics.get("probe", {}).get("multimodal")) or disagrees
 
 
 def summarize(items: dict[int, ItemReference], rhat_max: float, ess_min: float) -> dict:

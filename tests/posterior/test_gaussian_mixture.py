@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from recongap.operators import RayTransform
-from recongap.posterior import GaussianPosterior
+from recongap.posterior import GaussianPosterior, ReferenceSettings, sample_reference
 from recongap.posterior.gaussian_mixture import GaussianMixturePosterior
+from recongap.posterior.reference import closed_form_check
+from recongap.posterior.store import is_flagged
 from recongap.priors import GaussianFieldPrior, GaussianMixturePrior
 
 SIZE, NOISE = 8, 0.2
@@ -141,3 +143,25 @@ def test_the_exact_mean_beats_the_best_linear_estimator(setting, generator):
     # and the linear estimator's realised error is its own formula's (trace of its error covariance)
     se = float(linear_err.std()) / math.sqrt(2000)
     assert abs(float(linear_err.mean()) - linear.bayes_mse()) < 3 * se
+
+
+@pytest.mark.parametrize("weights, agrees", [([0.5, 0.5], False), ([1 - 1e-8, 1e-8], True)])
+def test_chains_that_cannot_reach_both_modes_disagree_with_the_closed_form(weights, agrees):
+    """Two rough fields 0.4 apart in level, each 0.05 wide, and data that say
+    almost nothing: with weights 1/2 the posterior has two far modes and chains
+    started at a truth in one of them never reach the other, so their mean
+    misses the exact one by many Monte Carlo errors and the item is flagged;
+    with (all but 1e-8 of) the weight on the truth's component the same chains agree
+    (at 1e-3 they would not: the exact mean moves by 1e-3 x 0.4, some 5 MCSE)."""
+    torch.set_num_threads(1)
+    fields = [GaussianFieldPrior(SIZE, mean=level, std=0.05, length_scale=0.1, nugget=1e-2) for level in (0.3, 0.7)]
+    prior, op, noise = GaussianMixturePrior(fields, weights), RayTransform(SIZE, angles=4), 50.0
+    x = fields[0].render(fields[0].sample(1, torch.Generator().manual_seed(0)), SIZE)  # a truth from the first component
+    y = op(x) + noise * torch.randn(1, 1, *op.range_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    settings = ReferenceSettings(chains=4, warmup=150, draws=300, thin=10, leapfrog_steps=8, start="truth", projections=8)
+    (result,) = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=x[:, 0])
+    exact = GaussianMixturePosterior(prior, op, noise)
+    check = closed_form_check(result.diagnostics["summaries"], exact.mean(y), settings.projections)
+    assert check["agrees"] is agrees, check
+    diagnostics = {**result.diagnostics, "rhat_max": 1.0, "ess_min": 1e6, "closed_form": check}  # only the check can flag
+    assert is_flagged(diagnostics, 1.01, 100) is not agrees
