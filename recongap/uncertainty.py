@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
+import ot
 import torch
 from matplotlib.figure import Figure
 from torch.nn.functional import max_pool2d
@@ -126,6 +127,64 @@ def std_correlation(std: torch.Tensor, reference_std: torch.Tensor) -> torch.Ten
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
 
 
+# --- against an exact posterior (Gaussian and Gaussian-mixture priors) ----------------
+class ExactPosterior(Protocol):
+    def mean(self, y: torch.Tensor) -> torch.Tensor: ...
+
+    def pixel_std(self, y: torch.Tensor) -> torch.Tensor: ...
+
+    def sample(self, y: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor: ...
+
+    def probability_positive(self, direction: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def roi_direction(mask: torch.Tensor, ring_width: int = 3) -> torch.Tensor:
+    """The image a with a . x = mean of x inside `mask` - mean over its ring:
+    the ROI test asks whether a . x > 0."""
+    inside = mask.bool()
+    ring = surrounding_ring(inside, ring_width)
+    return inside.double() / inside.sum() - ring.double() / ring.sum()
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int, seed: int) -> float:
+    """Sliced 2-Wasserstein distance between two sets of images (K, ...), by POT."""
+    return float(ot.sliced_wasserstein_distance(a.flatten(1).double().numpy(), b.flatten(1).double().numpy(), n_projections=projections, seed=seed))
+
+
+def exact_comparison(samples: torch.Tensor, y: torch.Tensor, exact: ExactPosterior, mask: torch.Tensor,
+                     projections: int = 200, seed: int = 0) -> dict:
+    """A sampler's draws (B, K, 1, N, N) for measurements y against the exact
+    posterior, averaged over items: the sliced Wasserstein distance to K exact
+    draws, beside that between two independent sets of K exact draws (what K
+    samples allow at best); the ratio of pixel stds (sampler / exact, ideal 1);
+    the fraction of exact draws' pixels inside the sampler's central 90%
+    pixel intervals (ideal 0.9); and the ROI test's probability, the
+    sampler's fraction against the exact value."""
+    generator = torch.Generator().manual_seed(seed)
+    k = samples.shape[1]
+    direction = roi_direction(mask)
+    distance, floor, coverage = [], [], []
+    for i in range(y.shape[0]):
+        draws = exact.sample(y[i : i + 1].double(), 2 * k, generator)[0]
+        distance.append(sliced_wasserstein(samples[i], draws[:k], projections, seed + i))
+        floor.append(sliced_wasserstein(draws[k:], draws[:k], projections, seed + i))
+        coverage.append(float(credible_coverage(samples[i : i + 1].expand(k, *samples.shape[1:]), draws[:k]).mean()))
+    exact_std = exact.pixel_std(y.double())
+    std_ratio = (pixel_std(samples.double()).flatten(1).mean(1) / exact_std.flatten(1).mean(1))
+    roi_sampler = (samples.double().flatten(2) @ direction.flatten() > 0).double().mean(1)
+    roi_exact = exact.probability_positive(direction, y.double())
+    return {
+        "items": int(y.shape[0]),
+        "samples_per_item": int(k),
+        "sliced_wasserstein": float(np.mean(distance)),
+        "sliced_wasserstein_exact_vs_exact": float(np.mean(floor)),
+        "std_ratio": float(std_ratio.mean()),
+        "coverage_90_of_exact_draws": float(np.mean(coverage)),
+        "roi_probability_abs_error": float((roi_sampler - roi_exact).abs().mean()),
+        "roi_mask": "disk at the centre, radius size/8, ring 3 pixels",
+    }
+
+
 # --- evaluation of a sampler ----------------------------------------------------------
 def draw_samples(sampler: Sampler, y: torch.Tensor, k: int, batch_size: int, seed: int = 0) -> torch.Tensor:
     """k samples for every item of y, batch by batch, seeded: (B, k, 1, N, N)."""
@@ -183,15 +242,20 @@ def save_gallery(path: str | Path, truth: torch.Tensor, samples: torch.Tensor, s
 
 
 def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: int, std_floor: float, batch_size: int,
-                   reference_folder: str | Path, gallery: str | Path, gallery_items: int = 4) -> dict:
+                   reference_folder: str | Path, gallery: str | Path, gallery_items: int = 4,
+                   exact: ExactPosterior | None = None, exact_items: int = 16) -> dict:
     """K samples per test item -> calibration summary (with the MCMC reference
-    when `reference_folder` holds one) and the gallery PNG."""
+    when `reference_folder` holds one; against the exact posterior on the first
+    `exact_items` items where the prior has one) and the gallery PNG."""
     start = time.perf_counter()
     samples = draw_samples(sampler, y, k, batch_size)
     seconds = (time.perf_counter() - start) / y.shape[0]
     reference = read_reference(reference_folder, truth.shape[-1])
     summary = calibration(samples, truth, std_floor, reference, reference_folder)
     summary["sampling_seconds_per_item"] = seconds
+    if exact is not None:
+        n, size = min(exact_items, y.shape[0]), truth.shape[-1]
+        summary["exact"] = exact_comparison(samples[:n], y[:n], exact, disk_mask(size, (size / 2, size / 2), size / 8))
     save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])
     return summary
 

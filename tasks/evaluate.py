@@ -103,6 +103,7 @@ def main() -> None:
         results[name]["calibration"] = assess_sampler(
             sampler.sample, y, x, options.samples, options.std_floor, settings.batch_size,
             Path(args.models) / args.pipeline / "reference", Path(args.reports) / args.pipeline / f"{name}_gallery.png",
+            exact=exact,
         )
     summary = {"pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE, "methods": results}
     if reference:

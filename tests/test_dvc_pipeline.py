@@ -101,6 +101,8 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         calibration = metrics["methods"]["cwgan"]["calibration"]
         assert 0 <= calibration["coverage_90"] <= 1 and calibration["mean_pixel_std"] > 0
         assert calibration["mcmc"]["items"] == 2  # compared with the MCMC reference on the items it covers
+        if pipeline in CLOSED_FORM:  # and with the exact posterior
+            assert calibration["exact"]["std_ratio"] > 0 and 0 <= calibration["exact"]["coverage_90_of_exact_draws"] <= 1
         assert (repo / "reports" / pipeline / "cwgan_gallery.png").stat().st_size > 1000
         assert "| lpd |" in (repo / "reports" / pipeline / "metrics.md").read_text()
         # register@PIPELINE leaves a champion for every learned method (tests' private MLflow store)

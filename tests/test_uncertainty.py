@@ -136,3 +136,33 @@ def test_roi_command_answers_for_the_sampler_and_the_mcmc_reference(tmp_path, ge
     assert answer["mcmc"]["samples"] == 50 and 0.2 < answer["mcmc"]["probability_inside_exceeds_ring"] < 0.8
     with pytest.raises(SystemExit, match="no MCMC samples of item 2"):
         run(2)
+
+
+def test_exact_comparison_rates_exact_draws_ideal_and_an_overconfident_sampler_not(generator):
+    """Against the exact posterior of a Gaussian mixture (8x8): the posterior's
+    own draws have std ratio 1, cover 90% of other exact draws, sit at the
+    sliced-Wasserstein floor and answer the ROI test right; draws shrunk
+    towards the mean (a sampler too sure of itself) fail each of these."""
+    from recongap.operators import RayTransform
+    from recongap.posterior import GaussianMixturePosterior
+    from recongap.priors import GaussianFieldPrior, GaussianMixturePrior
+    from recongap.uncertainty import exact_comparison
+
+    prior = GaussianMixturePrior(
+        [GaussianFieldPrior(8, mean=0.6, std=0.15, length_scale=0.5, nugget=1e-3), GaussianFieldPrior(8, mean=0.3, std=0.3, length_scale=0.1, nugget=1e-3)],
+        [0.5, 0.5],
+    )
+    op, noise = RayTransform(8, angles=4), 0.3
+    exact = GaussianMixturePosterior(prior, op, noise)
+    x = prior.render(prior.sample(6, generator), 8)
+    y = op(x) + noise * torch.randn(6, 1, *op.range_shape, generator=generator, dtype=torch.float64)
+    draws = exact.sample(y, 64, generator)
+    mask = disk_mask(8, (4, 4), 1.5)
+    good = exact_comparison(draws, y, exact, mask, seed=1)
+    assert abs(good["std_ratio"] - 1) < 0.1 and abs(good["coverage_90_of_exact_draws"] - 0.9) < 0.04
+    assert good["sliced_wasserstein"] < 1.25 * good["sliced_wasserstein_exact_vs_exact"]
+    assert good["roi_probability_abs_error"] < 0.1
+    mean = draws.mean(1, keepdim=True)
+    shrunk = exact_comparison(mean + 0.3 * (draws - mean), y, exact, mask, seed=1)
+    assert shrunk["std_ratio"] < 0.4 and shrunk["coverage_90_of_exact_draws"] < 0.6
+    assert shrunk["sliced_wasserstein"] > 1.5 * shrunk["sliced_wasserstein_exact_vs_exact"]

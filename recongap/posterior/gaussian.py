@@ -77,6 +77,21 @@ class GaussianPosterior:
         """The posterior's pixel std for each item of y, (B, 1, n, n) (the same for every y)."""
         return self.pixel_variance.sqrt().expand(y.shape[0], -1, -1, -1)
 
+    def functional(self, direction: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior of a . x for an image a (n, n): its mean per item (B,) and
+        its variance a^T S a - (A S a)^T K^-1 (A S a) (the same for every y)."""
+        a = direction.to(torch.float64)
+        with torch.no_grad():
+            mean = (self.mean(y.to(torch.float64)).flatten(1) * a.reshape(1, -1)).sum(1)
+            gain_a = self._gain @ a.reshape(-1)  # A S a
+            variance = (self.prior.covariance_apply(a) * a).sum() - gain_a @ torch.cholesky_solve(gain_a[:, None], self._cholesky)[:, 0]
+        return mean, variance.clamp_min(0)
+
+    def probability_positive(self, direction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """P(a . x > 0 | y) per item, (B,): the ROI test's exact answer."""
+        mean, variance = self.functional(direction, y)
+        return torch.special.ndtr(mean / variance.sqrt())
+
     def bayes_mse(self) -> float:
         """E||E[x|y] - x||^2 per pixel: the mean posterior variance."""
         return float(self.pixel_variance.mean())

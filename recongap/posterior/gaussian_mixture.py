@@ -48,6 +48,11 @@ class GaussianMixturePosterior:
         mean = (w * means).sum(1)
         return ((w * (variances + means**2)).sum(1) - mean**2).clamp_min(0)
 
+    def probability_positive(self, direction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """P(a . x > 0 | y) per item, (B,): sum_k w_k(y) P_k(a . x > 0 | y)."""
+        per_component = torch.stack([c.probability_positive(direction, y) for c in self.components], 1)
+        return (self.weights(y) * per_component).sum(1)
+
     def pixel_std(self, y: torch.Tensor) -> torch.Tensor:
         """The posterior's pixel std, (B, 1, n, n)."""
         return self.pixel_variance(y).sqrt()

@@ -165,3 +165,20 @@ def test_chains_that_cannot_reach_both_modes_disagree_with_the_closed_form(weigh
     assert check["agrees"] is agrees, check
     diagnostics = {**result.diagnostics, "rhat_max": 1.0, "ess_min": 1e6, "closed_form": check}  # only the check can flag
     assert is_flagged(diagnostics, 1.01, 100) is not agrees
+
+
+def test_the_roi_probability_is_the_fraction_of_exact_draws(setting, generator):
+    """P(a . x > 0 | y) in closed form (a mixture of normal CDFs) against the
+    fraction of 20000 exact draws, for a = mean inside a disk - mean around it."""
+    from recongap.uncertainty import disk_mask, roi_direction
+
+    prior, op, post = setting
+    x = prior.render(prior.sample(3, generator), SIZE)
+    y = op(x) + NOISE * torch.randn(3, 1, *op.range_shape, generator=generator, dtype=torch.float64)
+    a = roi_direction(disk_mask(SIZE, (4, 4), 1.5))
+    exact = post.probability_positive(a, y)
+    draws = post.sample(y, 20000, generator)
+    fraction = ((draws.flatten(2) @ a.reshape(-1)) > 0).double().mean(1)
+    se = (exact * (1 - exact) / 20000).sqrt().clamp_min(1e-4)
+    assert float(((fraction - exact).abs() / se).max()) < 4.5
+    assert float((exact - 0.5).abs().min()) < 0.45  # not every answer is a certainty
