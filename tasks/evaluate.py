@@ -61,6 +61,7 @@ def main() -> None:
     candidates = list(method_instances(args, params, catalogue, geometry, operator, val))
     prior = pipe.prior.build(geometry.size)
     exact = closed_form_posterior(prior, operator, test.attrs["noise_std"])
+    variance = None
     if isinstance(exact, GaussianPosterior):
         # the exact posterior mean: the best possible estimator, linear here
         reference = {"kind": "closed_form", "bayes_mse": exact.bayes_mse()}
@@ -95,7 +96,7 @@ def main() -> None:
 
     reference_dir = Path(args.models) / args.pipeline / "reference"
     if reference_dir.exists():
-        reference = add_mcmc_reference(results, estimates, reference, MCMCReference(reference_dir, x, params.reference))
+        reference = add_mcmc_reference(results, estimates, reference, MCMCReference(reference_dir, x, params.reference), variance)
 
     samplers = {name: r for name, r, _ in candidates if isinstance(r, CWGANModule)}
     for name, sampler in samplers.items():  # posterior samplers (cwgan): calibration and gallery

@@ -164,7 +164,8 @@ def gap_markdown(summary: dict) -> str:
             f"(items {mcmc['items_flagged']}); every normalized error and gap below is marked {UNRELIABLE}.**",
         ]
     if ref["kind"] == "closed_form":
-        lines += ["", f"Closed-form Bayes MSE (exact posterior): {ref['bayes_mse']:.3e}."]
+        spread = f" ± {ref['bayes_mse_stderr']:.1e} (the exact posterior variance averaged over the test items)" if "bayes_mse_stderr" in ref else ""
+        lines += ["", f"Closed-form Bayes MSE (exact posterior): {ref['bayes_mse']:.3e}{spread}."]
     lines += [
         "",
         "| method | MSE | normalized error | gap | Adler's talk (128x128) |",
@@ -215,7 +216,8 @@ def write_gap_reports(directory: Path, summary: dict) -> None:
 
 
 def add_mcmc_reference(
-    results: dict, estimates: dict[str, torch.Tensor], closed_form: dict | None, mcmc: MCMCReference
+    results: dict, estimates: dict[str, torch.Tensor], closed_form: dict | None, mcmc: MCMCReference,
+    exact_variance: torch.Tensor | None = None,
 ) -> dict:
     """Add each method's `reference_gap`, the method `posterior_mean`, and return
     the `reference` entry. Where a closed form exists (Gaussian prior) it stays
@@ -227,7 +229,9 @@ def add_mcmc_reference(
     entry = mcmc.entry()
     if closed_form is not None:
         k = len(mcmc.indices)
-        results["posterior_mean"].update(normalized_error(mse(mcmc.mean.to(mcmc.truth.dtype), mcmc.truth), closed_form["bayes_mse"]))
+        # where the exact posterior variance depends on y (a mixture), that of the same k items
+        bayes = float(exact_variance[:k].mean()) if exact_variance is not None else closed_form["bayes_mse"]
+        results["posterior_mean"].update(normalized_error(mse(mcmc.mean.to(mcmc.truth.dtype), mcmc.truth), bayes))
         return {**closed_form, "mcmc": entry, "mcmc_items": k}
     for r in results.values():
         g = r["reference_gap"]

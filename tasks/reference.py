@@ -50,6 +50,7 @@ CODE_MODULES = (
     "recongap.posterior.diagnostics",
     "recongap.posterior.gaussian",
     "recongap.posterior.gaussian_mixture",
+    "recongap.posterior.closed_form",
     "recongap.priors.ellipses",
     "recongap.priors.gaussian_field",
     "recongap.priors.gaussian_mixture",
@@ -147,7 +148,7 @@ def main() -> None:
                 exact_mean = closed_form.mean(yj)
                 item.closed_form_mean = _numpy(exact_mean)
                 item.closed_form_std = _numpy(closed_form.pixel_std(yj))
-                item.diagnostics["closed_form"] = closed_form_check(r.diagnostics["summaries"], exact_mean, run.projections)
+                item.diagnostics["closed_form"] = closed_form_check(r.diagnostics["summaries"], exact_mean, run.projections, items=budget.items)
             items.append(item)
         return items
 

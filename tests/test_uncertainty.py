@@ -159,10 +159,12 @@ def test_exact_comparison_rates_exact_draws_ideal_and_an_overconfident_sampler_n
     draws = exact.sample(y, 64, generator)
     mask = disk_mask(8, (4, 4), 1.5)
     good = exact_comparison(draws, y, exact, mask, seed=1)
-    assert abs(good["std_ratio"] - 1) < 0.1 and abs(good["coverage_90_of_exact_draws"] - 0.9) < 0.04
+    ideal = good["coverage_90_of_exact_draws_by_exact_draws"]
+    assert 0.8 < ideal < 0.9  # K = 64 empirical quantiles make intervals a little narrower than the law's
+    assert abs(good["std_ratio"] - 1) < 0.1 and abs(good["coverage_90_of_exact_draws"] - ideal) < 0.02
     assert good["sliced_wasserstein"] < 1.25 * good["sliced_wasserstein_exact_vs_exact"]
     assert good["roi_probability_abs_error"] < 0.1
     mean = draws.mean(1, keepdim=True)
     shrunk = exact_comparison(mean + 0.3 * (draws - mean), y, exact, mask, seed=1)
-    assert shrunk["std_ratio"] < 0.4 and shrunk["coverage_90_of_exact_draws"] < 0.6
+    assert shrunk["std_ratio"] < 0.4 and shrunk["coverage_90_of_exact_draws"] < 0.6 * shrunk["coverage_90_of_exact_draws_by_exact_draws"]
     assert shrunk["sliced_wasserstein"] > 1.5 * shrunk["sliced_wasserstein_exact_vs_exact"]

@@ -301,7 +301,7 @@ class FieldComponentConfig(Strict):
     mean: float = 0.5
     std: float = Field(default=0.2, gt=0)
     length_scale: float | tuple[PositiveFloat, PositiveFloat] = Field(
-        default=0.2, description="one number, or [along the rows, along the columns] for an anisotropic field"
+        default=0.2, description="one number, or [vertical, horizontal] (between rows, between columns) for an anisotropic field"
     )
     nugget: float = Field(default=1e-4, ge=0)
 
@@ -331,6 +331,9 @@ class GaussianMixturePriorConfig(Strict):
             raise ValueError(f"weights has {len(self.weights)} entries for {len(self.components)} components (need one each)")
         if abs(sum(self.weights) - 1) > 1e-9:
             raise ValueError(f"weights must sum to 1, got {sum(self.weights)}")
+        for i, c in enumerate(self.components):
+            if c.nugget <= 0:
+                raise ValueError(f"components.{i}.nugget must be > 0 in a mixture (its density needs a full-rank covariance), got {c.nugget}")
         return self
 
     def build(self, size: int) -> GaussianMixturePrior:

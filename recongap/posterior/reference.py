@@ -139,19 +139,26 @@ def summary_projections(size: int, count: int) -> torch.Tensor:
     return directions / directions.norm(dim=1, keepdim=True)
 
 
-def closed_form_check(summaries: dict[str, dict[str, float]], exact_mean: torch.Tensor, projections: int, limit: float = 3.0) -> dict:
+def closed_form_check(
+    summaries: dict[str, dict[str, float]], exact_mean: torch.Tensor, projections: int, items: int = 1, false_alarm: float = 0.05
+) -> dict:
     """Where the posterior mean is known exactly (Gaussian and Gaussian-mixture
     priors): each linear image summary's MCMC mean (mean intensity, the fixed
     pixels, the random projections) against its exact value, in Monte Carlo
-    standard errors. An item whose worst |z| exceeds `limit` disagrees with
+    standard errors. An item whose worst |z| exceeds the limit disagrees with
     the closed form: its chains miss part of the posterior (a mode they do
-    not reach), or have not mixed."""
+    not reach), or have not mixed. The limit is 3, or more where the tests of
+    all `items` together would otherwise flag perfect chains more often than
+    `false_alarm` (Bonferroni over summaries and items): one flagged item
+    marks the whole reference unreliable."""
     size = exact_mean.shape[-1]
     flat = exact_mean.reshape(-1).to(torch.float64).cpu()
     image = flat.reshape(size, size)
     exact = {"mean_intensity": float(flat.mean())}
     exact |= {f"pixel_{r}_{c}": float(image[r, c]) for r, c in summary_pixels(size)}
     exact |= {f"projection_{k}": float(d @ flat) for k, d in enumerate(summary_projections(size, projections))}
+    tests = len([name for name in exact if name in summaries]) * max(items, 1)
+    limit = max(3.0, float(torch.special.ndtri(torch.tensor(1 - false_alarm / (2 * max(tests, 1)), dtype=torch.float64))))
     z = {}
     for name, value in exact.items():
         s = summaries.get(name)

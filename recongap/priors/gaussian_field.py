@@ -23,7 +23,8 @@ from ..operators.geometry import EXTENT
 
 class GaussianFieldPrior:
     """x = mean + std * C^(1/2) z on a size x size grid over [-1, 1]^2;
-    length_scale is one number, or (along the rows, along the columns)."""
+    length_scale is one number, or (vertical, horizontal): the correlation
+    length between rows (axis 0) and between columns (axis 1)."""
 
     def __init__(
         self, size: int, mean: float = 0.5, std: float = 0.2, length_scale: float | Sequence[float] = 0.2, nugget: float = 1e-4

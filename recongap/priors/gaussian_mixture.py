@@ -29,6 +29,8 @@ class GaussianMixturePrior:
         sizes = {c.size for c in components}
         if len(sizes) != 1:
             raise ValueError(f"mixture components must share one grid size, got {sorted(sizes)}")
+        if min(c.nugget for c in components) <= 0:
+            raise ValueError("mixture components need a nugget > 0: the mixture's density needs each covariance at full rank")
         if min(weights) <= 0 or abs(sum(weights) - 1) > 1e-9:
             raise ValueError(f"mixture weights must be positive and sum to 1, got {list(weights)}")
         self.components = list(components)

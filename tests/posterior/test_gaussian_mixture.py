@@ -152,7 +152,7 @@ def test_chains_that_cannot_reach_both_modes_disagree_with_the_closed_form(weigh
     started at a truth in one of them never reach the other, so their mean
     misses the exact one by many Monte Carlo errors and the item is flagged;
     with (all but 1e-8 of) the weight on the truth's component the same chains agree
-    (at 1e-3 they would not: the exact mean moves by 1e-3 x 0.4, some 5 MCSE)."""
+    (at 1e-3 the exact mean moves by 1e-3 x 0.4, a few Monte Carlo errors)."""
     torch.set_num_threads(1)
     fields = [GaussianFieldPrior(SIZE, mean=level, std=0.05, length_scale=0.1, nugget=1e-2) for level in (0.3, 0.7)]
     prior, op, noise = GaussianMixturePrior(fields, weights), RayTransform(SIZE, angles=4), 50.0
@@ -162,7 +162,7 @@ def test_chains_that_cannot_reach_both_modes_disagree_with_the_closed_form(weigh
     (result,) = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=x[:, 0])
     exact = GaussianMixturePosterior(prior, op, noise)
     check = closed_form_check(result.diagnostics["summaries"], exact.mean(y), settings.projections)
-    assert check["agrees"] is agrees, check
+    assert check["agrees"] is agrees and (agrees or check["max_abs_z"] > 100), check
     diagnostics = {**result.diagnostics, "rhat_max": 1.0, "ess_min": 1e6, "closed_form": check}  # only the check can flag
     assert is_flagged(diagnostics, 1.01, 100) is not agrees
 
