@@ -52,6 +52,8 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
          "pipelines.gaussian_field.prior.gaussian_mixture", "weights has 1 entries for 2 components"),
         ("pipelines.yaml", lambda d: d["pipelines"]["gaussian_field"].update(prior={"name": "gaussian_mixture", "components": [{}, {"lenght_scale": 0.3}], "weights": [0.5, 0.5]}),
          "pipelines.gaussian_field.prior.gaussian_mixture.components.1.lenght_scale", "Extra inputs are not permitted"),
+        ("pipelines.yaml", lambda d: d["pipelines"]["gaussian_field"].update(prior={"name": "gaussian_mixture", "components": [{}, {"nugget": 0}], "weights": [0.5, 0.5]}),
+         "pipelines.gaussian_field.prior.gaussian_mixture", "components.1.nugget must be > 0"),
         ("pipelines.yaml", lambda d: d["pipelines"]["ellipses"].pop("seed"), "pipelines.ellipses.seed", "Field required"),
         ("pipelines.yaml", lambda d: d["schedules"].update(ellipses="0 3 * *"), "schedules", "'0 3 * *' is not a cron expression"),
         ("pipelines.yaml", lambda d: d["schedules"].update(stars="0 3 * * 1"), "(top level)", "undefined pipeline(s) ['stars']"),

@@ -81,6 +81,8 @@ def test_bad_mixtures_are_refused():
         GaussianMixturePrior([field], [1.0])
     with pytest.raises(ValueError, match="sum to 1"):
         GaussianMixturePrior([field, field], [0.5, 0.6])
+    with pytest.raises(ValueError, match="nugget > 0"):
+        GaussianMixturePrior([field, GaussianFieldPrior(SIZE, nugget=0.0)], [0.5, 0.5])
     with pytest.raises(ValueError, match="share one grid size"):
         GaussianMixturePrior([field, GaussianFieldPrior(16)], [0.5, 0.5])
 
