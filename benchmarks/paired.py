@@ -2,6 +2,7 @@
 
     python -m benchmarks.paired ellipses lgd lpd
     python -m benchmarks.paired ellipses postproc tv
+    python -m benchmarks.paired gaussian_mixture lgd lmmse   # lmmse, exact_mean: the closed forms evaluate adds
 
 The metrics file gives each method's mean PSNR with its own standard error;
 two methods scored on the same test items differ far less than those errors
@@ -26,7 +27,7 @@ from recongap.datasets import read_split
 from recongap.evaluation import reconstruct_timed
 from recongap.metrics import psnr
 from recongap.operators import Geometry, RayTransform
-from tasks.evaluate import method_instances
+from tasks.evaluate import closed_form_methods, method_instances
 
 
 def main() -> None:
@@ -40,16 +41,21 @@ def main() -> None:
     parser.add_argument("--pipelines", default="pipelines.yaml")
     args = parser.parse_args()
     params, catalogue = load_params(args.params), load_catalogue(args.pipelines, args.pipeline)
-    known = [*catalogue.classical_methods, *catalogue.trained_methods]
-    for name in (args.a, args.b):
-        if name not in known:
-            parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")
+    pipe = catalogue.pipelines[args.pipeline]
     data = Path(args.data) / args.pipeline
     test, val = read_split(data / "test.h5"), read_split(data / "val.h5")
     geometry = Geometry(**test.attrs["config"]["geometry"])
     y, x = torch.from_numpy(test.measurements), torch.from_numpy(test.images)
+    operator = RayTransform.from_geometry(geometry)
+    # the closed forms evaluate adds (lmmse, exact_mean) where the prior has one: cheap, so built first
+    closed_forms = closed_form_methods(pipe.prior.build(geometry.size), operator, test.attrs["noise_std"], y)[1]
+    known = [*catalogue.classical_methods, *catalogue.trained_methods, *(name for name, _, _ in closed_forms)]
+    for name in (args.a, args.b):
+        if name not in known:
+            parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")
+    candidates = [*method_instances(args, params, catalogue, geometry, operator, val), *closed_forms]
     per_item = {}
-    for name, reconstruct, _ in method_instances(args, params, catalogue, geometry, RayTransform.from_geometry(geometry), val):
+    for name, reconstruct, _ in candidates:
         if name in (args.a, args.b):
             torch.manual_seed(0)  # cwgan draws z
             estimate, _ = reconstruct_timed(reconstruct, y, params.evaluate.batch_size)

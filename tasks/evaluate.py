@@ -59,24 +59,8 @@ def main() -> None:
     results, images, estimates = {}, {}, {}
     reference = None
     candidates = list(method_instances(args, params, catalogue, geometry, operator, val))
-    prior = pipe.prior.build(geometry.size)
-    exact = closed_form_posterior(prior, operator, test.attrs["noise_std"])
-    variance = None
-    if isinstance(exact, GaussianPosterior):
-        # the exact posterior mean: the best possible estimator, linear here
-        reference = {"kind": "closed_form", "bayes_mse": exact.bayes_mse()}
-        candidates.append(("lmmse", exact, {}))
-    elif exact is not None:
-        # a mixture: the exact posterior mean (nonlinear in y), and the best linear
-        # estimator from the prior's overall mean and covariance beside it. The Bayes
-        # MSE is the exact posterior variance averaged over the test items.
-        variance = exact.pixel_variance(y.double()).flatten(1).mean(1)
-        reference = {
-            "kind": "closed_form",
-            "bayes_mse": float(variance.mean()),
-            "bayes_mse_stderr": float(variance.std() / variance.numel() ** 0.5),
-        }
-        candidates += [("exact_mean", exact, {}), ("lmmse", GaussianPosterior(prior, operator, test.attrs["noise_std"]), {})]
+    exact, closed_forms, reference, variance = closed_form_methods(pipe.prior.build(geometry.size), operator, test.attrs["noise_std"], y)
+    candidates += closed_forms
     for name, reconstruct, chosen in candidates:
         torch.manual_seed(derived_seed(0, f"evaluate-{name}"))  # cwgan draws z: same metrics on every run
         estimate, seconds = reconstruct_timed(reconstruct, y, settings.batch_size)
@@ -116,6 +100,24 @@ def main() -> None:
     if reference_dir.exists():
         write_gap_reports(reports, summary)
     tracking.log_evaluation(args.pipeline, summary, reports)
+
+
+def closed_form_methods(prior, operator, noise_std: float, y: torch.Tensor):
+    """For a prior with an exact posterior: (that posterior, the methods it adds
+    as (name, reconstruct, {}), the `reference` entry, the exact posterior
+    variance per test item or None); (None, [], None, None) otherwise.
+    Gaussian field: the exact posterior mean, linear, is `lmmse`. Mixture: the
+    exact mean (nonlinear in y) is `exact_mean`, and `lmmse` the best linear
+    estimator from the prior's overall mean and covariance; the Bayes MSE is
+    the exact posterior variance averaged over the test items."""
+    exact = closed_form_posterior(prior, operator, noise_std)
+    if isinstance(exact, GaussianPosterior):
+        return exact, [("lmmse", exact, {})], {"kind": "closed_form", "bayes_mse": exact.bayes_mse()}, None
+    if exact is None:
+        return None, [], None, None
+    variance = exact.pixel_variance(y.double()).flatten(1).mean(1)
+    reference = {"kind": "closed_form", "bayes_mse": float(variance.mean()), "bayes_mse_stderr": float(variance.std() / variance.numel() ** 0.5)}
+    return exact, [("exact_mean", exact, {}), ("lmmse", GaussianPosterior(prior, operator, noise_std), {})], reference, variance
 
 
 def method_instances(args, params, catalogue, geometry, operator, val):

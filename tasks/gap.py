@@ -232,6 +232,8 @@ def add_mcmc_reference(
         # where the exact posterior variance depends on y (a mixture), that of the same k items
         bayes = float(exact_variance[:k].mean()) if exact_variance is not None else closed_form["bayes_mse"]
         results["posterior_mean"].update(normalized_error(mse(mcmc.mean.to(mcmc.truth.dtype), mcmc.truth), bayes))
+        for key in ("normalized_error", "gap"):  # the MCMC mean is only as good as its chains
+            results["posterior_mean"][key]["reliable"] = mcmc.reliable
         return {**closed_form, "mcmc": entry, "mcmc_items": k}
     for r in results.values():
         g = r["reference_gap"]

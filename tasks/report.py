@@ -68,8 +68,9 @@ def section(summary: dict) -> str:
         rule,
     ]
     for name, r in methods.items():
+        flagged = name == "posterior_mean" and r.get("reference_gap", {}).get("reliable") is False
         row = (
-            f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
+            f"| {name + ' (MCMC, flagged: UNRELIABLE)' if flagged else name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
             f"| {r['seconds_per_image']:.1e} | {_shepp_logan(r)} |"
         )
         if reference:
