@@ -4,30 +4,31 @@
     python -m benchmarks.paired ellipses postproc tv
     python -m benchmarks.paired gaussian_mixture lgd lmmse   # lmmse, exact_mean: the closed forms evaluate adds
 
-The metrics file gives each method's mean PSNR with its own standard error;
-two methods scored on the same test items differ far less than those errors
-suggest, so an ordering claim needs the paired difference. Builds each
-method as the evaluate stage does (learned: models/<pipeline>/<method>/best.ckpt;
-classical: parameters chosen on the first `evaluate.fit_items` validation
-items) and prints one JSON line: mean PSNR difference A - B, its standard
-error over items, and on how many items A wins.
+The evaluate stage writes every pair of a pipeline's methods to its metrics
+file (`comparisons`, verdicts on the per-item MSE); this tool scores two
+methods again from any models folder (`--models`), for experiments with
+models the pipeline did not train. Builds each method as the evaluate stage
+does (learned: models/<pipeline>/<method>/best.ckpt; classical: parameters
+chosen on the first `evaluate.fit_items` validation items) and prints one JSON
+line: mean PSNR difference A - B, its standard error over items, on how many
+items A wins, and the verdict on "A beats B" in PSNR (recongap.comparison).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
 
+from recongap.comparison import paired_difference, verdict
 from recongap.config import load_catalogue, load_params
 from recongap.datasets import read_split
-from recongap.evaluation import reconstruct_timed
+from recongap.evaluation import reconstruct_timed, scoring_seed
 from recongap.metrics import psnr
 from recongap.operators import Geometry, RayTransform
-from tasks.evaluate import closed_form_methods, method_instances
+from recongap.methods import closed_form_methods, registered_methods
 
 
 def main() -> None:
@@ -53,20 +54,21 @@ def main() -> None:
     for name in (args.a, args.b):
         if name not in known:
             parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")
-    candidates = [*method_instances(args, params, catalogue, geometry, operator, val), *closed_forms]
+    trained = [*catalogue.classical_methods, *catalogue.trained_methods]
+    models = Path(args.models) / args.pipeline
+    candidates = [*registered_methods(trained, lambda name: models / name / "best.ckpt", params, geometry, operator, val), *closed_forms]
     per_item = {}
     for name, reconstruct, _ in candidates:
         if name in (args.a, args.b):
-            torch.manual_seed(0)  # cwgan draws z
+            torch.manual_seed(scoring_seed(name))  # cwgan draws z, as in evaluate
             estimate, _ = reconstruct_timed(reconstruct, y, params.evaluate.batch_size)
             per_item[name] = psnr(estimate, x)
-    diff = per_item[args.a] - per_item[args.b]
+    diff = paired_difference(per_item[args.a], per_item[args.b])
     print(json.dumps({
-        "benchmark": "paired", "pipeline": args.pipeline, "a": args.a, "b": args.b, "items": len(diff),
+        "benchmark": "paired", "pipeline": args.pipeline, "a": args.a, "b": args.b, "items": diff["items"],
         "psnr_a": round(float(per_item[args.a].mean()), 3), "psnr_b": round(float(per_item[args.b].mean()), 3),
-        "difference": round(float(diff.mean()), 3),
-        "stderr": round(float(diff.std() / math.sqrt(len(diff))), 3),
-        "a_wins": int((diff > 0).sum()),
+        "difference": round(diff["mean"], 3), "stderr": round(diff["stderr"], 3),
+        "a_wins": int((per_item[args.a] > per_item[args.b]).sum()), "verdict": verdict(diff),
     }))
 
 

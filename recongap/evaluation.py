@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from scipy import stats
 
+from .datasets import derived_seed, read_split
 from .metrics import mse, psnr, ssim
 
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
@@ -25,20 +27,48 @@ def reconstruct_timed(method: Reconstruct, y: torch.Tensor, batch_size: int) -> 
     return torch.cat(out), (time.perf_counter() - start) / y.shape[0]
 
 
+def errors_on_split(
+    method: str, reconstruct: Reconstruct, split_file: str | Path, batch_size: int = 32, items: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item MSE and PSNR (dB) of `reconstruct` on a data split (or its first
+    `items` items), scored as the evaluate stage scores `method`: a sampler's
+    noise is seeded by `scoring_seed(method)`, so the figures repeat."""
+    split = read_split(split_file)
+    y, x = torch.from_numpy(split.measurements[:items]), torch.from_numpy(split.images[:items])
+    torch.manual_seed(scoring_seed(method))
+    estimate, _ = reconstruct_timed(reconstruct, y, batch_size)
+    return mse(estimate, x), psnr(estimate, x)
+
+
+def scoring_seed(method: str) -> int:
+    """The seed of the global torch generator while `method` is scored (cwgan
+    draws its latent z from it): one convention for evaluate, register and promote."""
+    return derived_seed(0, f"evaluate-{method}")
+
+
 def _mean_and_error(values: torch.Tensor) -> dict[str, float]:
     n = values.numel()
     se = float(values.std() / math.sqrt(n)) if n > 1 else float("nan")
     return {"mean": float(values.mean()), "stderr": se}
 
 
-def normalized_error(errors: torch.Tensor, bayes_mse: float) -> dict[str, dict[str, float]]:
+def normalized_error(errors: torch.Tensor, bayes_mse: float | torch.Tensor) -> dict[str, dict[str, float]]:
     """Per-item MSEs against the Bayes MSE E||E[x|y] - x||^2: the normalized
-    error MSE / Bayes MSE and the gap MSE - Bayes MSE, each with the standard
-    error over items (a reference that is itself estimated adds its own)."""
-    m = _mean_and_error(errors)
+    error (ratio of means) and the gap (difference of means), each with its
+    standard error over items. `bayes_mse` is one figure, or each item's own
+    (a mixture's exact posterior variance depends on y): then the errors are
+    paired, as an item hard for the method is hard for the Bayes estimator too.
+    (A reference that is itself estimated adds its own error: gap_to_reference.)"""
+    e = errors.double().flatten()
+    b = torch.as_tensor(bayes_mse, dtype=torch.float64).expand_as(e)
+    n = e.numel()
+    ratio = float(e.mean() / b.mean())
+    # the ratio estimator's standard error (delta method); se(e) / b when b is one figure
+    se_ratio = float((e - ratio * b).std() / (math.sqrt(n) * b.mean())) if n > 1 else float("nan")
+    se_gap = float((e - b).std() / math.sqrt(n)) if n > 1 else float("nan")
     return {
-        "normalized_error": {"mean": m["mean"] / bayes_mse, "stderr": m["stderr"] / bayes_mse},
-        "gap": {"mean": m["mean"] - bayes_mse, "stderr": m["stderr"]},
+        "normalized_error": {"mean": ratio, "stderr": se_ratio},
+        "gap": {"mean": float((e - b).mean()), "stderr": se_gap},
     }
 
 
@@ -111,3 +141,31 @@ def gap_to_reference(
         "normalized_error": {"mean": ratio, "stderr": math.hypot(se_ratio, ratio * mcmc_se / bayes)},
         "gap": {"mean": float(a.mean()) - bayes, "stderr": math.hypot(se_gap, mcmc_se)},
     }
+
+
+def score_methods(
+    candidates: list[tuple[str, Reconstruct, dict]], y: torch.Tensor, x: torch.Tensor, batch_size: int,
+    phantom: tuple[torch.Tensor, torch.Tensor], bayes_variance: torch.Tensor | None = None, log: Callable[[str], None] = print,
+) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
+    """Each method (name, reconstruct, parameters chosen on validation) on the
+    test items y -> x: its scores, seconds per image, chosen parameters, scores
+    on `phantom` = (image, its measurement), and, given each item's exact Bayes
+    error, its normalized error and gap. Returns (results, estimates)."""
+    results, estimates = {}, {}
+    image, y_phantom = phantom
+    for name, reconstruct, chosen in candidates:
+        torch.manual_seed(scoring_seed(name))  # a sampler draws z: the same figures here, in register and in promote
+        estimate, seconds = reconstruct_timed(reconstruct, y, batch_size)
+        with torch.no_grad():
+            phantom_estimate = reconstruct(y_phantom)
+        results[name] = {
+            **score(estimate, x),
+            "seconds_per_image": seconds,
+            "chosen": chosen,
+            "shepp_logan": {k: v["mean"] for k, v in score(phantom_estimate, image).items()},
+        }
+        if bayes_variance is not None:
+            results[name].update(normalized_error(mse(estimate, x), bayes_variance))
+        estimates[name] = estimate
+        log(f"{name}: PSNR {results[name]['psnr']['mean']:.2f} dB, SSIM {results[name]['ssim']['mean']:.3f}")
+    return results, estimates

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from recongap.datasets import DataError, read_split
-from recongap.evaluation import reconstruct_timed
-from recongap.metrics import mse, psnr
+from recongap.evaluation import errors_on_split
 from recongap.operators import Geometry
 from recongap.reconstructors.lightning import load_checkpoint
 
@@ -40,21 +39,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def test_errors(reconstruct, test_file: Path, batch_size: int = 32, items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-item MSE and PSNR (dB) of `reconstruct` over the test split (or its
-    first `items` items), as evaluate scores them."""
-    test = read_split(test_file)
-    y, x = torch.from_numpy(test.measurements[:items]), torch.from_numpy(test.images[:items])
-    torch.manual_seed(0)  # a sampler (cwgan) draws z: its figure repeats, as in evaluate
-    estimate, _ = reconstruct_timed(reconstruct, y, batch_size)
-    return mse(estimate, x), psnr(estimate, x)
-
-
-def test_psnr(reconstruct, test_file: Path, batch_size: int = 32) -> float:
-    """Mean PSNR (dB) of `reconstruct` over the test split, as evaluate scores it."""
-    return float(test_errors(reconstruct, test_file, batch_size)[1].mean())
 
 
 def find_version(client, name: str, checkpoint_hash: str):
@@ -92,7 +76,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
 
     config = json.loads(config_file.read_text())
     module = load_checkpoint(checkpoint, method, Geometry(**config["geometry"]))
-    figure = test_psnr(module, test_file, batch_size)
+    figure = float(errors_on_split(method, module, test_file, batch_size)[1].mean())  # reported, never decides
     example = read_split(test_file).measurements[:2].astype(np.float32)
     with torch.no_grad():
         signature = infer_signature(example, module(torch.from_numpy(example)).numpy(), params={"samples": 0})

@@ -50,10 +50,18 @@ def _stage_runs() -> Counter:
     return Counter(run.info.run_name for run in runs)
 
 
-def test_repro_runs_the_whole_dag_then_does_nothing(repo):
+@pytest.fixture(scope="module")
+def reproduced(repo) -> tuple[subprocess.CompletedProcess, Counter]:
+    """The first `dvc repro` of the copy (every test here starts from it), and
+    the MLflow stage runs counted before it."""
     runs_before = _stage_runs()
     first = _dvc(repo, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
+    return first, runs_before
+
+
+def test_repro_runs_the_whole_dag_then_does_nothing(repo, reproduced):
+    first, runs_before = reproduced
     for pipeline in PIPELINES:
         for stage in ("simulate", "evaluate"):
             assert f"Running stage '{stage}@{pipeline}'" in first.stdout
@@ -86,12 +94,20 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
         assert item.diagnostics["start"] == "truth" and {"variance", "truth"} <= set(item.diagnostics["bayes_mse"])
         assert isinstance(item.diagnostics["probe"]["multimodal"], bool)
         assert fingerprint["code_sha256"] == code_fingerprint(importlib.import_module(m) for m in CODE_MODULES)
-        for r in metrics["methods"].values():
+        for name, r in metrics["methods"].items():
+            if pipeline in CLOSED_FORM:  # every method against the exact posterior; the MCMC mean flagged with its chains
+                assert "reference_gap" not in r and r["normalized_error"]["stderr"] > 0
+                assert r["normalized_error"].get("reliable", True) == (name != "posterior_mean" or mcmc["reliable"])
+                continue
             gap = r["reference_gap"]
             assert gap["reliable"] == mcmc["reliable"] and gap["items"] == 2
             assert all(gap[k]["stderr"] >= 0 for k in ("mse", "normalized_error", "gap"))
+        # every pair of methods compared on the test items, the MCMC mean (its own items) aside
+        n = len(metrics["methods"]) - 1
+        assert len(metrics["comparisons"]) == n * (n - 1) // 2
+        assert {c["verdict"] for c in metrics["comparisons"]} <= {"holds", "tie"}
         gap_md = (repo / "reports" / pipeline / "gap.md").read_text()
-        assert "| posterior_mean |" in gap_md and "| 372.0 |" in gap_md
+        assert "| posterior_mean |" in gap_md and ("| 372.0 |" in gap_md) == (pipeline not in CLOSED_FORM)  # Adler's ellipses figures
         assert ("UNRELIABLE" in gap_md) == (not mcmc["reliable"])
         assert (repo / "reports" / pipeline / "gap.png").stat().st_size > 1000
         for method in METHODS:
@@ -127,7 +143,7 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     assert shown.returncode == 0 and "methods.lpd.psnr.mean" in shown.stdout
     results = (repo / "docs" / "results.md").read_text()
     assert "## dival_ellipses — scale `smoke`" in results and "32.27 / 0.940" in results
-    assert "Expected test PSNR ordering" in results
+    assert "Expected ordering (Adler & Öktem), each step a paired claim" in results and "Paired over the 8 test items" in results
 
     # every train, reference and evaluate stage that ran logged one MLflow run
     runs_after = _stage_runs()
@@ -142,7 +158,7 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo):
     assert _stage_runs() == runs_after  # stages DVC skips log nothing
 
 
-def test_params_change_reruns_only_what_depends_on_it(repo):
+def test_params_change_reruns_only_what_depends_on_it(repo, reproduced):
     pipelines = repo / "pipelines.yaml"
     pipelines.write_text(pipelines.read_text().replace("seed: 20182", "seed: 7", 1))
     status = _dvc(repo, "status")
@@ -152,3 +168,29 @@ def test_params_change_reruns_only_what_depends_on_it(repo):
     params.write_text(params.read_text().replace("  lr: 1.0e-3                 # Adam", "  lr: 5.0e-4                 # Adam", 1))
     status = _dvc(repo, "status")
     assert "train@ellipses-lpd" in status.stdout and "train_sampler@ellipses-cwgan" not in status.stdout
+
+
+def test_an_edit_of_the_config_schema_or_the_serving_code_makes_its_stages_stale(repo, reproduced):
+    """Each stage lists the code it runs (tests/test_stage_dependencies.py): an
+    edit of the config schema makes every stage that validates a config stale,
+    one of the serving module only the stage that registers models."""
+    def stale_stages() -> set[str]:
+        status = _dvc(repo, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        return set(json.loads(status.stdout))
+
+    before = stale_stages()  # whatever another test left changed
+    schema, serving = repo / "recongap" / "config" / "schema.py", repo / "tasks" / "serving.py"
+    for path in (schema, serving):
+        original = path.read_text()
+        path.write_text(original + "\n# an edit\n")
+        try:
+            stale = stale_stages()
+        finally:
+            path.write_text(original)
+        if path == schema:
+            for stage in ("simulate", "reference", "evaluate", "register"):
+                assert f"{stage}@ellipses" in stale, (stage, sorted(stale))
+            assert {"train@ellipses-lpd", "train_sampler@ellipses-cwgan", "report"} <= stale
+        else:
+            assert stale - before == {f"register@{pipeline}" for pipeline in PIPELINES}, sorted(stale - before)

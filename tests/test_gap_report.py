@@ -10,10 +10,13 @@ import pytest
 import torch
 
 from recongap.config.schema import ReferenceParams
+from recongap.evaluation import normalized_error
+from recongap.metrics import mse
 from recongap.posterior.store import ItemReference, item_path, save_item, summarize, write_summary
-from tasks.evaluate import markdown_table
-from tasks.gap import MCMCReference, add_mcmc_reference, write_gap_reports
-from tasks.report import section
+from recongap.reports.metrics import markdown_table
+from recongap.gap import MCMCReference, add_mcmc_reference
+from recongap.reports.gap import write_gap_reports
+from recongap.reports.results import section
 
 N, ITEMS = 8, 6
 
@@ -34,7 +37,7 @@ def _reference(directory, truth: torch.Tensor, rhats: list[float], multimodal: t
     write_summary(directory, summarize(items, 1.01, 400))
 
 
-def _summary(tmp_path, rhats: list[float], multimodal: tuple[int, ...] = ()) -> dict:
+def _summary(tmp_path, rhats: list[float], multimodal: tuple[int, ...] = (), exact_variance: torch.Tensor | None = None) -> dict:
     truth = torch.rand(ITEMS + 2, 1, N, N, generator=torch.Generator().manual_seed(1))
     _reference(tmp_path / "reference", truth, rhats, multimodal)
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(2))
@@ -45,7 +48,12 @@ def _summary(tmp_path, rhats: list[float], multimodal: tuple[int, ...] = ()) -> 
         for name in estimates
     }
     mcmc = MCMCReference(tmp_path / "reference", truth, ReferenceParams(bootstrap_resamples=200))
-    reference = add_mcmc_reference(results, estimates, None, mcmc)
+    closed_form = None
+    if exact_variance is not None:  # an exact posterior: the errors of each item against its own exact variance
+        closed_form = {"kind": "closed_form", "bayes_mse": float(exact_variance.mean())}
+        for name, estimate in estimates.items():
+            results[name].update(normalized_error(mse(estimate, truth), exact_variance))
+    reference = add_mcmc_reference(results, estimates, closed_form, mcmc, exact_variance)
     summary = {"pipeline": "ellipses", "scale": "smoke", "test_items": ITEMS + 2, "note": "n", "methods": results, "reference": reference}
     json.dumps(summary, allow_nan=False)  # DVC-readable: no NaN or inf
     write_gap_reports(tmp_path / "reports", summary)
@@ -91,3 +99,21 @@ def test_an_item_the_probe_calls_multimodal_makes_the_reference_unreliable(tmp_p
     ref = summary["reference"]
     assert ref["items_multimodal"] == [2] and ref["items_flagged"] == [2] and not ref["reliable"]
     assert "1 flagged multimodal [2]" in (tmp_path / "reports" / "gap.md").read_text()
+
+
+def test_with_an_exact_posterior_the_gap_table_rests_on_it_and_only_the_mcmc_row_is_flagged(tmp_path):
+    variance = torch.full((ITEMS + 2,), 0.05**2, dtype=torch.float64)
+    summary = _summary(tmp_path, [1.001, 1.2, *[1.001] * (ITEMS - 2)], exact_variance=variance)
+    methods = summary["methods"]
+    assert summary["reference"]["kind"] == "closed_form" and summary["reference"]["mcmc"]["items_flagged"] == [1]
+    assert all("reference_gap" not in r for r in methods.values())  # the MCMC reference is checked, not the denominator
+    fbp = methods["fbp"]["normalized_error"]
+    assert fbp["mean"] == pytest.approx(0.5**2 / 0.05**2, rel=0.2) and fbp.get("reliable", True)
+    # the MCMC mean (0.05 off the truth per pixel) against the exact Bayes error of its own items
+    assert methods["posterior_mean"]["normalized_error"]["mean"] == pytest.approx(1, rel=0.2)
+    assert methods["posterior_mean"]["normalized_error"]["reliable"] is False
+    gap_md = (tmp_path / "reports" / "gap.md").read_text()
+    assert f", {ITEMS + 2} test items)" in gap_md and "with E[x|y] the exact posterior mean" in gap_md
+    rows = {line.split(" | ")[0][2:]: line for line in gap_md.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "UNRELIABLE" not in rows["fbp"] and rows["posterior_mean"].count("UNRELIABLE (") == 2
+    assert "the row posterior_mean is marked UNRELIABLE" in gap_md

@@ -141,12 +141,10 @@ class EvaluateParams(Strict):
 
 
 class RegistryParams(Strict):
-    promotion_margin_db: float = Field(
-        default=0.1, ge=0, description="test PSNR (dB) by which a challenger must beat the champion to replace it"
-    )
-    promotion_margin_normalized_error: float = Field(
-        default=0.02, ge=0,
-        description="where a converged reference exists: how much lower the challenger's normalized error must be",
+    promotion_margin: float = Field(
+        default=0.01, ge=0, lt=1,
+        description="fraction of the champion's validation MSE by which a challenger's must be lower, "
+        "beyond two paired standard errors, to replace it (0.01: about 0.04 dB of PSNR)",
     )
 
 

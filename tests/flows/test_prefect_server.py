@@ -226,4 +226,8 @@ def test_an_auto_scheduled_retrain_runs_through_a_worker(server, auto_scheduled,
     assert json.loads((repo / "metrics" / "ellipses.json").read_text())["scale"] == "smoke"
     assert (repo / "models" / "ellipses" / "lpd" / "best.ckpt").exists()
     registry = json.loads((repo / "reports" / "registry" / "ellipses.json").read_text())
-    assert registry, "register@ellipses wrote no promotion summary"
+    catalogue = yaml.safe_load((repo / "pipelines.yaml").read_text())
+    trained = [*catalogue["learned_methods"], *catalogue["sampler_methods"]]
+    # every trained model of the pipeline was decided on and has a champion
+    assert sorted(r["model"] for r in registry["models"]) == sorted(f"ellipses-{m}" for m in trained)
+    assert all(r["champion"] and r["decision"].startswith(("promoted", "refused", "unchanged")) for r in registry["models"]), registry

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recongap.metrics import psnr
-from recongap.operators import RayTransform
+from recongap.operators import FILTERS, RayTransform
 from recongap.priors import EllipsePrior
 from recongap.reconstructors import RECONSTRUCTORS, FBPReconstructor, TVReconstructor, build_network, get_method
 from recongap.reconstructors.classical import gradient, gradient_adjoint
@@ -49,12 +49,29 @@ def test_tuned_tv_beats_tuned_fbp_on_ellipses(problem):
     assert float(psnr(tv(y[8:]), x[8:]).mean()) > float(psnr(fbp(y[8:]), x[8:]).mean()) + 1.0
 
 
-def test_fbp_fit_picks_the_best_of_its_grid(problem):
+def _grid_argmin(build, grid, y, x):
+    """The grid point whose reconstructor, built afresh, has the lowest mean squared error."""
+    errors = {point: float(((build(point)(y) - x) ** 2).mean()) for point in grid}
+    return min(errors, key=errors.get), errors
+
+
+def test_fbp_fit_picks_the_argmin_of_its_grid(problem):
     op, x, y = problem
+    scalings = (0.3, 0.5, 0.7, 1.0)
+    grid = [(f, c) for f in FILTERS for c in scalings]
+    best, errors = _grid_argmin(lambda point: FBPReconstructor(op, *point), grid, y[:8], x[:8])
+    assert len(set(errors.values())) > len(grid) // 2  # the grid points really differ
     fbp = FBPReconstructor(op, filter="ram-lak", frequency_scaling=1.0)
-    untuned = float(((fbp(y) - x) ** 2).mean())
-    fbp.fit(y, x)
-    assert float(((fbp(y) - x) ** 2).mean()) <= untuned
+    assert fbp.fit(y[:8], x[:8], scalings=scalings) == {"filter": best[0], "frequency_scaling": best[1]}
+
+
+def test_tv_fit_picks_the_argmin_of_its_grid(problem):
+    op, x, y = problem
+    weights = (1e-4, 1e-3, 1e-2, 1e-1)
+    best, errors = _grid_argmin(lambda w: TVReconstructor(op, weight=w, iterations=50), weights, y[:4], x[:4])
+    assert len(set(errors.values())) == len(weights)  # the weights really differ
+    tv = TVReconstructor(op, weight=1.0, iterations=50)
+    assert tv.fit(y[:4], x[:4], weights=weights) == {"weight": best} and tv.weight == best
 
 
 @pytest.mark.parametrize("name", ["postproc", "lgd", "lpd"])

@@ -1,0 +1,64 @@
+"""Every method of a pipeline, built for scoring: the classical ones with their
+parameters chosen on validation items, the learned ones from their checkpoints,
+and the closed forms a prior with an exact posterior adds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .config import Params
+from .datasets import DataError, Split
+from .operators import Geometry, RayTransform
+from .posterior import GaussianPosterior, closed_form_posterior
+from .reconstructors import get_method
+from .reconstructors.lightning import load_checkpoint
+
+
+def closed_form_methods(prior, operator, noise_std: float, y: torch.Tensor):
+    """For a prior with an exact posterior: (that posterior, the methods it adds
+    as (name, reconstruct, {}), the `reference` entry, the exact posterior
+    variance per test item (its mean squared error given y)); (None, [], None,
+    None) otherwise. Gaussian field: the exact posterior mean, linear, is
+    `lmmse`, and its variance the same for every y. Mixture: the exact mean
+    (nonlinear in y) is `exact_mean`, and `lmmse` the best linear estimator
+    from the prior's overall mean and covariance; the Bayes MSE is the exact
+    posterior variance averaged over the test items. The reference names both
+    (`estimator`, `linear_estimator`)."""
+    exact = closed_form_posterior(prior, operator, noise_std)
+    if exact is None:
+        return None, [], None, None
+    if isinstance(exact, GaussianPosterior):
+        variance = torch.full((y.shape[0],), exact.bayes_mse(), dtype=torch.float64)
+        reference = {"kind": "closed_form", "bayes_mse": exact.bayes_mse(), "estimator": "lmmse", "linear_estimator": "lmmse"}
+        return exact, [("lmmse", exact, {})], reference, variance
+    variance = exact.pixel_variance(y.double()).flatten(1).mean(1)
+    reference = {
+        "kind": "closed_form", "bayes_mse": float(variance.mean()), "bayes_mse_stderr": float(variance.std() / variance.numel() ** 0.5),
+        "estimator": "exact_mean", "linear_estimator": "lmmse",
+    }
+    return exact, [("exact_mean", exact, {}), ("lmmse", GaussianPosterior(prior, operator, noise_std), {})], reference, variance
+
+
+def registered_methods(
+    names: list[str], checkpoints: Callable[[str], Path], params: Params, geometry: Geometry, operator: RayTransform, val: Split,
+    missing: Callable[[str], str] = lambda name: "train it first",
+) -> Iterator[tuple[str, Callable, dict]]:
+    """(name, reconstruct, parameters chosen on val) for each method of `names`:
+    a learned one from the checkpoint `checkpoints(name)` (`missing(name)` says
+    what to do when there is none), a classical one fitted on the first
+    `evaluate.fit_items` validation items."""
+    for name in names:
+        method = get_method(name)
+        if method.learned:
+            checkpoint = checkpoints(name)
+            if not checkpoint.exists():
+                raise DataError(f"{checkpoint}: no trained model ({missing(name)})")
+            yield name, load_checkpoint(checkpoint, name, geometry), {}
+        else:
+            reconstruct = method.build(operator, **getattr(params.methods, name).model_dump())
+            n = params.evaluate.fit_items
+            chosen = reconstruct.fit(torch.from_numpy(val.measurements[:n]), torch.from_numpy(val.images[:n]))
+            yield name, reconstruct, chosen

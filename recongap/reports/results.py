@@ -1,0 +1,95 @@
+"""docs/results.md: every pipeline's test figures beside the published ones
+where it follows a published protocol, its paired comparisons, and whether
+each step of the ordering one expects on ellipses holds, ties or fails."""
+
+from __future__ import annotations
+
+from ..comparison import claim
+from .markdown import cell, comparison_sections
+
+#: DIVal's published test PSNR / SSIM on its ellipses benchmark (128x128,
+#: 30 angles, 2.5% noise); Leuschner et al., "Quantitative comparison of
+#: deep learning-based image reconstruction methods for low-dose and
+#: sparse-angle CT applications", J. Imaging 2021.
+DIVAL_PUBLISHED = {
+    "fbp": (24.18, 0.594),
+    "tv": (27.96, 0.862),
+    "postproc": (29.36, 0.899),
+    "lgd": (30.30, 0.916),
+    "lpd": (32.27, 0.940),
+}
+PUBLISHED = {"dival_ellipses": ("DIVal (published, 128x128)", DIVAL_PUBLISHED)}
+#: The ordering Adler & Öktem's comparison leads one to expect on ellipses.
+EXPECTED_ORDER = {"ellipses": ["fbp", "tv", "postproc", "lgd", "lpd"]}
+
+
+def ordering_lines(summary: dict) -> list[str]:
+    """Each step of the ordering one expects on this pipeline (worst first), as a
+    paired claim on the test items: holds, tie or fails."""
+    order, comparisons = EXPECTED_ORDER.get(summary["pipeline"]), summary.get("comparisons")
+    if not order or not all(m in summary["methods"] for m in order):
+        return []
+    if not comparisons:
+        return ["", "Expected ordering " + " < ".join(order) + ": not judged, the metrics file has no paired comparisons (re-run evaluate)."]
+    steps = [claim(comparisons, better, worse) for worse, better in zip(order, order[1:])]
+    lines = ["", "Expected ordering (Adler & Öktem), each step a paired claim on test MSE: " + " < ".join(order) + ".", ""]
+    lines += [f"- {c['better']} beats {c['worse']}: MSE lower by {cell(c['mse_difference'], '.2e')}, "
+              f"PSNR higher by {cell(c['psnr_difference'], '.2f')} dB: **{c['verdict']}**" for c in steps]
+    return lines
+
+
+def _shepp_logan(result: dict) -> str:
+    psnr_db = result["shepp_logan"].get("psnr")  # absent for the MCMC posterior mean
+    return "—" if psnr_db is None else f"{psnr_db:.2f}"
+
+
+def section(summary: dict) -> str:
+    pipeline, methods = summary["pipeline"], summary["methods"]
+    title, published = PUBLISHED.get(pipeline, (None, {}))
+    reference = summary.get("reference")
+    header = "| method | PSNR (dB) | SSIM | s / image | Shepp-Logan PSNR |"
+    rule = "| --- | --- | --- | --- | --- |"
+    if reference:
+        header += " normalized error |"
+        rule += " --- |"
+    if published:
+        header += f" {title} PSNR / SSIM |"
+        rule += " --- |"
+    lines = [
+        f"## {pipeline} — scale `{summary['scale']}`, {summary['test_items']} test items",
+        "",
+        f"From `metrics/{pipeline}.json`. {summary['note']}; ± is one standard error over test items.",
+        "",
+        header,
+        rule,
+    ]
+    for name, r in methods.items():
+        flagged = name == "posterior_mean" and r.get("normalized_error", {}).get("reliable") is False
+        row = (
+            f"| {name + ' (MCMC, flagged: UNRELIABLE)' if flagged else name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
+            f"| {r['seconds_per_image']:.1e} | {_shepp_logan(r)} |"
+        )
+        if reference:
+            row += f" {cell(r['normalized_error'])} |"  # an unconverged MCMC reference never yields a clean number
+        if published:
+            p = published.get(name)
+            row += f" {p[0]:.2f} / {p[1]:.3f} |" if p else " — |"
+        lines.append(row)
+    if reference:
+        lines += ["", f"Normalized error = MSE / Bayes MSE, the Bayes MSE ({reference['bayes_mse']:.3e} per pixel) from the {reference['kind'].replace('_', ' ')} posterior."]
+    lines += ordering_lines(summary) + comparison_sections(summary)
+    return "\n".join(lines)
+
+
+def results_markdown(summaries: list[dict]) -> str:
+    """The whole of docs/results.md from the metrics summaries."""
+    parts = [
+        "# Results",
+        "",
+        "Written by `python -m tasks.report` (the `report` stage of `dvc repro`) from the committed",
+        "metrics files; every figure below comes from the run that wrote them, at the scale named.",
+        "Published figures are quoted for comparison, at their own (paper) scale.",
+        "",
+    ]
+    parts += [section(s) + "\n" for s in summaries] or ["No metrics yet.\n"]
+    return "\n".join(parts)
