@@ -41,13 +41,26 @@ def verdict(difference: dict[str, float], z: float = Z) -> Verdict:
     return "fails" if mean < -z * stderr else "tie"
 
 
+def ratio_of_means(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """mean(a) / mean(b) over the same items, with the ratio estimator's
+    standard error (delta method): sd(a - R b) / (sqrt(n) mean(b))."""
+    a, b = a.double(), b.double()
+    n, base = a.numel(), float(b.mean())
+    if base == 0:
+        raise ValueError("ratio of means: the denominator's mean is 0")
+    ratio = float(a.mean()) / base
+    stderr = float((a - ratio * b).std() / (math.sqrt(n) * base)) if n > 1 else math.nan
+    return {"mean": ratio, "stderr": stderr, "items": n}
+
+
 def compare(
-    better: str, worse: str, mse: dict[str, torch.Tensor], psnr: dict[str, torch.Tensor], bayes_mse: float | None = None
+    better: str, worse: str, mse: dict[str, torch.Tensor], psnr: dict[str, torch.Tensor], bayes: torch.Tensor | None = None
 ) -> dict:
     """The claim "`better` has a lower MSE than `worse`" from per-item MSE and
     PSNR: the MSE difference (worse - better, positive when the claim is right)
     decides the verdict; the PSNR difference (better - worse) is given beside
-    it, and, where the Bayes MSE is exact, the difference of normalized errors."""
+    it, and, given each item's exact Bayes error `bayes`, the difference of the
+    normalized errors mean(mse) / mean(bayes), with the ratio's standard error."""
     d_mse = paired_difference(mse[worse], mse[better])
     out = {
         "better": better,
@@ -56,23 +69,26 @@ def compare(
         "psnr_difference": paired_difference(psnr[better], psnr[worse]),
         "verdict": verdict(d_mse),
     }
-    if bayes_mse is not None:
-        out["normalized_error_difference"] = {**d_mse, "mean": d_mse["mean"] / bayes_mse, "stderr": d_mse["stderr"] / bayes_mse}
+    if bayes is not None:
+        out["normalized_error_difference"] = ratio_of_means(mse[worse].double() - mse[better].double(), bayes)
     return out
 
 
-def pairwise(mse: dict[str, torch.Tensor], psnr: dict[str, torch.Tensor], bayes_mse: float | None = None) -> list[dict]:
+def pairwise(mse: dict[str, torch.Tensor], psnr: dict[str, torch.Tensor], bayes: torch.Tensor | None = None) -> list[dict]:
     """Every pair of methods once, as the claim that the one with the lower mean
-    MSE beats the other (so each verdict is `holds` or `tie`); the pairs of
-    methods adjacent in that order come first, best first."""
+    MSE beats the other; the pairs of methods adjacent in that order come first,
+    best first. `bayes`: each item's exact Bayes error, where there is one."""
+    for name in mse:
+        if not (torch.isfinite(mse[name]).all() and torch.isfinite(psnr[name]).all()):
+            raise ValueError(f"method {name}: a non-finite MSE or PSNR on some test item; it cannot be compared")
     order = sorted(mse, key=lambda name: float(mse[name].mean()))
     pairs = [(order[i], order[j]) for gap in range(1, len(order)) for i in range(len(order) - gap) for j in [i + gap]]
-    return [compare(a, b, mse, psnr, bayes_mse) for a, b in pairs]
+    return [compare(a, b, mse, psnr, bayes) for a, b in pairs]
 
 
 def ordering(comparisons: list[dict]) -> list[str]:
     """The methods from the lowest mean MSE to the highest."""
-    adjacent = comparisons[: _method_count(comparisons) - 1]
+    adjacent = comparisons[: len(_methods(comparisons)) - 1]
     return [adjacent[0]["better"], *(c["worse"] for c in adjacent)] if adjacent else []
 
 
@@ -93,20 +109,15 @@ def _methods(comparisons: list[dict]) -> set[str]:
     return {c["better"] for c in comparisons} | {c["worse"] for c in comparisons}
 
 
-def _method_count(comparisons: list[dict]) -> int:
-    return len(_methods(comparisons))
-
-
 def improvement_beyond_margin(challenger: torch.Tensor, champion: torch.Tensor, margin: float) -> dict:
     """The claim "the challenger's per-item errors are lower than the champion's
     on the same items by more than `margin` (a fraction) of the champion's mean":
-    the relative improvement (champion - challenger) / mean(champion) with its
-    paired standard error, and the verdict on improvement - margin > 0.
+    the relative improvement 1 - mean(challenger) / mean(champion), with the
+    ratio's paired standard error, and the verdict on improvement - margin > 0.
     A relative margin means the same at every error level (0.01 of the MSE is
     0.04 dB of PSNR, whatever the PSNR)."""
     if margin < 0:
         raise ValueError(f"margin {margin}: must be >= 0")
-    base = float(champion.double().mean())
-    d = paired_difference(champion, challenger)
-    relative = {**d, "mean": d["mean"] / base, "stderr": d["stderr"] / base}
+    ratio = ratio_of_means(challenger, champion)
+    relative = {**ratio, "mean": 1 - ratio["mean"]}
     return {"improvement": relative, "margin": margin, "verdict": verdict({**relative, "mean": relative["mean"] - margin})}

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .comparison import paired_difference, ratio_of_means
 from .datasets import derived_seed, read_split
 from .metrics import mse, psnr, ssim
 
@@ -61,14 +62,10 @@ def normalized_error(errors: torch.Tensor, bayes_mse: float | torch.Tensor) -> d
     (A reference that is itself estimated adds its own error: gap_to_reference.)"""
     e = errors.double().flatten()
     b = torch.as_tensor(bayes_mse, dtype=torch.float64).expand_as(e)
-    n = e.numel()
-    ratio = float(e.mean() / b.mean())
-    # the ratio estimator's standard error (delta method); se(e) / b when b is one figure
-    se_ratio = float((e - ratio * b).std() / (math.sqrt(n) * b.mean())) if n > 1 else float("nan")
-    se_gap = float((e - b).std() / math.sqrt(n)) if n > 1 else float("nan")
+    gap = paired_difference(e, b)
     return {
-        "normalized_error": {"mean": ratio, "stderr": se_ratio},
-        "gap": {"mean": float((e - b).mean()), "stderr": se_gap},
+        "normalized_error": {k: v for k, v in ratio_of_means(e, b).items() if k != "items"},
+        "gap": {"mean": gap["mean"], "stderr": gap["stderr"]},
     }
 
 

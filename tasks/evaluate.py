@@ -63,8 +63,7 @@ def main() -> None:
         candidates, y, x, settings.batch_size, shepp_logan_case(operator, test.attrs["noise_std"]), variance,
         log=lambda line: print(f"{args.pipeline}/{line}"),
     )
-    comparisons = pairwise({n: mse(e, x) for n, e in estimates.items()}, {n: psnr(e, x) for n, e in estimates.items()},
-                           reference["bayes_mse"] if reference else None)
+    comparisons = pairwise({n: mse(e, x) for n, e in estimates.items()}, {n: psnr(e, x) for n, e in estimates.items()}, variance)
     if (models / "reference").exists():
         reference = add_mcmc_reference(results, estimates, reference, MCMCReference(models / "reference", x, params.reference), variance)
     for name, sampler, _ in candidates:  # posterior samplers (cwgan): calibration and gallery

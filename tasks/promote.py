@@ -42,12 +42,17 @@ def alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
-def validation_errors(name: str, method: str, version: str, val_file: Path, batch_size: int):
-    """Per-item MSE of registered version `name/version` on the validation split."""
+def load_version(name: str, version: str):
+    """Registered version `name/version` as a pyfunc model."""
     import mlflow
+
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+
+
+def validation_errors(model, method: str, val_file: Path, batch_size: int):
+    """Per-item MSE of a loaded registered model on the validation split."""
     import torch
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return errors_on_split(method, lambda y: torch.from_numpy(model.predict(y.numpy())), val_file, batch_size)[0]
 
 
@@ -66,17 +71,18 @@ def promote_method(pipeline: str, method: str, val_file: Path, margin: float, ba
         record.update(decision="unchanged: challenger is the champion", champion=champion)
         return record
 
-    challenger_mse = validation_errors(name, method, challenger, val_file, batch_size)
+    challenger_mse = validation_errors(load_version(name, challenger), method, val_file, batch_size)
     tags = {"promotion_criterion": CRITERION, "promotion_margin": str(margin), "challenger_validation_mse": f"{float(challenger_mse.mean()):.6g}"}
     if champion is None:
         promote, decision = True, "promoted: first version"
     else:
         tags["compared_with_version"] = champion
         try:
-            champion_mse = validation_errors(name, method, champion, val_file, batch_size)
+            old = load_version(name, champion)
         except Exception as e:  # whatever stops an old version loading (a moved class, a lost artefact): report, replace
             promote, decision = True, f"promoted: champion v{champion} does not load ({type(e).__name__}: {e}); replaced"
-        else:
+        else:  # scoring errors are not caught: they end the stage
+            champion_mse = validation_errors(old, method, val_file, batch_size)
             claim = improvement_beyond_margin(challenger_mse, champion_mse, margin)
             better = claim["improvement"]
             promote = claim["verdict"] == "holds"

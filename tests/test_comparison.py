@@ -46,7 +46,7 @@ def test_a_consistent_small_win_holds_although_the_separate_error_bars_overlap()
     # unpaired, good's and fair's means are within one standard error of each other...
     assert abs(float(mse["fair"].mean() - mse["good"].mean())) < float(mse["fair"].std() / math.sqrt(64))
     # ...paired, the 10% win on every item is plain
-    c = compare("good", "fair", mse, psnr, bayes_mse=2.0)
+    c = compare("good", "fair", mse, psnr, bayes=torch.full((64,), 2.0, dtype=torch.float64))
     assert c["verdict"] == "holds" and c["psnr_difference"]["mean"] == pytest.approx(10 * math.log10(1 / 0.9))
     assert c["normalized_error_difference"]["mean"] == pytest.approx(c["mse_difference"]["mean"] / 2)
     assert compare("fair", "good", mse, psnr)["verdict"] == "fails"
@@ -56,11 +56,14 @@ def test_pairwise_orders_by_mean_mse_and_claims_turn_round():
     mse, psnr = _per_item()
     comparisons = pairwise(mse, psnr)
     assert len(comparisons) == 3 and ordering(comparisons)[0] == "good"
-    assert {c["verdict"] for c in comparisons} <= {"holds", "tie"}
     twins = claim(comparisons, "fair", "twin")
     assert twins["verdict"] == "tie" and claim(comparisons, "twin", "fair")["verdict"] == "tie"
     worse = claim(comparisons, "fair", "good")
     assert worse["verdict"] == "fails" and worse["mse_difference"]["mean"] < 0 and worse["psnr_difference"]["mean"] < 0
+    # with each item's Bayes error, the normalized-error difference turns round too
+    exact = pairwise(mse, psnr, bayes=0.5 * mse["good"])
+    ahead, behind = claim(exact, "good", "fair")["normalized_error_difference"], claim(exact, "fair", "good")["normalized_error_difference"]
+    assert ahead["mean"] == pytest.approx(0.1 / 0.45) == pytest.approx(-behind["mean"]) and ahead["stderr"] == behind["stderr"]
     with pytest.raises(KeyError, match="'tv'"):
         claim(comparisons, "good", "tv")
 
@@ -87,11 +90,20 @@ def test_promotion_needs_the_margin_cleared_beyond_two_paired_standard_errors():
     # 10% lower on every item: clears a 1% margin, not a 20% one
     assert improvement_beyond_margin(mse["good"], champion, 0.01)["verdict"] == "holds"
     assert improvement_beyond_margin(mse["good"], champion, 0.20)["verdict"] == "fails"
-    result = improvement_beyond_margin(mse["good"], champion, 0.10)
-    assert result["improvement"]["mean"] == pytest.approx(0.10) and result["verdict"] == "tie"  # exactly at the margin
+    # better by the same amount on every item: the relative improvement still has an error bar (the champion's mean is estimated)
+    constant = improvement_beyond_margin(champion - 0.05 * float(champion.mean()), champion, 0.0)["improvement"]
+    assert constant["mean"] == pytest.approx(0.05) and constant["stderr"] > 0
     # the same to 1%, item by item: never enough
     assert improvement_beyond_margin(mse["twin"], champion, 0.01)["verdict"] != "holds"
     # worse: fails
     assert improvement_beyond_margin(champion, mse["good"], 0.0)["verdict"] == "fails"
     with pytest.raises(ValueError, match="margin -0.1"):
         improvement_beyond_margin(champion, champion, -0.1)
+
+
+def test_one_item_is_a_tie_and_a_non_finite_error_is_refused():
+    one = paired_difference(torch.tensor([2.0]), torch.tensor([1.0]))
+    assert one["items"] == 1 and math.isnan(one["stderr"]) and verdict(one) == "tie"
+    mse = {"a": torch.tensor([1.0, float("nan")]), "b": torch.tensor([1.0, 2.0])}
+    with pytest.raises(ValueError, match="method a: a non-finite MSE"):
+        pairwise(mse, {"a": torch.ones(2), "b": torch.ones(2)})

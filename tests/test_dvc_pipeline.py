@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from recongap.comparison import claim
 from recongap.datasets import read_attrs
 from recongap.posterior.store import code_fingerprint, load_item
 from tasks.reference import CODE_MODULES
@@ -105,7 +106,9 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo, reproduced):
         # every pair of methods compared on the test items, the MCMC mean (its own items) aside
         n = len(metrics["methods"]) - 1
         assert len(metrics["comparisons"]) == n * (n - 1) // 2
-        assert {c["verdict"] for c in metrics["comparisons"]} <= {"holds", "tie"}
+        if pipeline in CLOSED_FORM:  # nothing beats the exact posterior mean beyond its error bar
+            best = metrics["reference"]["estimator"]
+            assert all(claim(metrics["comparisons"], best, m)["verdict"] != "fails" for m in METHODS)
         gap_md = (repo / "reports" / pipeline / "gap.md").read_text()
         assert "| posterior_mean |" in gap_md and ("| 372.0 |" in gap_md) == (pipeline not in CLOSED_FORM)  # Adler's ellipses figures
         assert ("UNRELIABLE" in gap_md) == (not mcmc["reliable"])
@@ -159,15 +162,19 @@ def test_repro_runs_the_whole_dag_then_does_nothing(repo, reproduced):
 
 
 def test_params_change_reruns_only_what_depends_on_it(repo, reproduced):
-    pipelines = repo / "pipelines.yaml"
-    pipelines.write_text(pipelines.read_text().replace("seed: 20182", "seed: 7", 1))
-    status = _dvc(repo, "status")
-    assert "simulate@gaussian_field" in status.stdout and "simulate@ellipses" not in status.stdout
-    # cwgan tracks only the train keys it reads: a new lr retrains the MSE-trained methods, not it
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("  lr: 1.0e-3                 # Adam", "  lr: 5.0e-4                 # Adam", 1))
-    status = _dvc(repo, "status")
-    assert "train@ellipses-lpd" in status.stdout and "train_sampler@ellipses-cwgan" not in status.stdout
+    pipelines, params = repo / "pipelines.yaml", repo / "params.yaml"
+    originals = {path: path.read_text() for path in (pipelines, params)}
+    try:
+        pipelines.write_text(originals[pipelines].replace("seed: 20182", "seed: 7", 1))
+        status = _dvc(repo, "status")
+        assert "simulate@gaussian_field" in status.stdout and "simulate@ellipses" not in status.stdout
+        # cwgan tracks only the train keys it reads: a new lr retrains the MSE-trained methods, not it
+        params.write_text(originals[params].replace("  lr: 1.0e-3                 # Adam", "  lr: 5.0e-4                 # Adam", 1))
+        status = _dvc(repo, "status")
+        assert "train@ellipses-lpd" in status.stdout and "train_sampler@ellipses-cwgan" not in status.stdout
+    finally:
+        for path, text in originals.items():
+            path.write_text(text)
 
 
 def test_an_edit_of_the_config_schema_or_the_serving_code_makes_its_stages_stale(repo, reproduced):

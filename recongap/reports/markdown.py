@@ -15,6 +15,22 @@ def cell(entry: dict, fmt: str = ".3f") -> str:
     return text if entry.get("reliable", True) else f"{UNRELIABLE} ({text})"
 
 
+def method_label(name: str, result: dict) -> str:
+    """A method's name in a table; the MCMC posterior mean says what it is, on
+    how many items it was scored, and when its chains were flagged."""
+    if name != "posterior_mean":
+        return name
+    items = f", first {result['items']} test items" if "items" in result else ""
+    flagged = ", flagged: UNRELIABLE" if result.get("normalized_error", {}).get("reliable") is False else ""
+    return f"{name} (MCMC{items}{flagged})"
+
+
+def shepp_logan_cell(result: dict) -> str:
+    """The Shepp-Logan PSNR, or — where there is none (the MCMC mean)."""
+    psnr_db = result["shepp_logan"].get("psnr")
+    return "—" if psnr_db is None else f"{psnr_db:.2f}"
+
+
 def _row(c: dict) -> str:
     d_ne = c.get("normalized_error_difference")
     ne = f" {cell(d_ne, '.3f')} |" if d_ne else ""

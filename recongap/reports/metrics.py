@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..files import atomic_path
 from ..metrics import psnr
-from .markdown import bayes_bound_line, cell, comparison_sections
+from .markdown import bayes_bound_line, cell, comparison_sections, method_label, shepp_logan_cell
 
 
 def markdown_table(summary: dict) -> str:
@@ -35,16 +35,11 @@ def markdown_table(summary: dict) -> str:
         chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["chosen"].items())
         gap = f" {cell(r['normalized_error'])} |" if reference else ""
         lines.append(
-            f"| {name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
-            f"| {r['mse']['mean']:.2e} |{gap} {r['seconds_per_image']:.2e} | {_shepp_logan(r)} | {chosen} |"
+            f"| {method_label(name, r)} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
+            f"| {r['mse']['mean']:.2e} |{gap} {r['seconds_per_image']:.2e} | {shepp_logan_cell(r)} | {chosen} |"
         )
     lines += bayes_bound_line(summary) + comparison_sections(summary)
     return "\n".join(lines) + "\n"
-
-
-def _shepp_logan(result: dict) -> str:
-    psnr_db = result["shepp_logan"].get("psnr")
-    return "—" if psnr_db is None else f"{psnr_db:.2f}"
 
 
 def save_grid(path: Path, truth: torch.Tensor, images: dict[str, torch.Tensor]) -> None:

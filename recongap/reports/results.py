@@ -5,7 +5,7 @@ each step of the ordering one expects on ellipses holds, ties or fails."""
 from __future__ import annotations
 
 from ..comparison import claim
-from .markdown import cell, comparison_sections
+from .markdown import cell, comparison_sections, method_label, shepp_logan_cell
 
 #: DIVal's published test PSNR / SSIM on its ellipses benchmark (128x128,
 #: 30 angles, 2.5% noise); Leuschner et al., "Quantitative comparison of
@@ -31,16 +31,14 @@ def ordering_lines(summary: dict) -> list[str]:
         return []
     if not comparisons:
         return ["", "Expected ordering " + " < ".join(order) + ": not judged, the metrics file has no paired comparisons (re-run evaluate)."]
+    compared = {c["better"] for c in comparisons} | {c["worse"] for c in comparisons}
+    if not set(order) <= compared:
+        return ["", "Expected ordering " + " < ".join(order) + f": not judged, {sorted(set(order) - compared)} not among the compared methods."]
     steps = [claim(comparisons, better, worse) for worse, better in zip(order, order[1:])]
     lines = ["", "Expected ordering (Adler & Öktem), each step a paired claim on test MSE: " + " < ".join(order) + ".", ""]
     lines += [f"- {c['better']} beats {c['worse']}: MSE lower by {cell(c['mse_difference'], '.2e')}, "
               f"PSNR higher by {cell(c['psnr_difference'], '.2f')} dB: **{c['verdict']}**" for c in steps]
     return lines
-
-
-def _shepp_logan(result: dict) -> str:
-    psnr_db = result["shepp_logan"].get("psnr")  # absent for the MCMC posterior mean
-    return "—" if psnr_db is None else f"{psnr_db:.2f}"
 
 
 def section(summary: dict) -> str:
@@ -64,10 +62,9 @@ def section(summary: dict) -> str:
         rule,
     ]
     for name, r in methods.items():
-        flagged = name == "posterior_mean" and r.get("normalized_error", {}).get("reliable") is False
         row = (
-            f"| {name + ' (MCMC, flagged: UNRELIABLE)' if flagged else name} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
-            f"| {r['seconds_per_image']:.1e} | {_shepp_logan(r)} |"
+            f"| {method_label(name, r)} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} | {r['ssim']['mean']:.3f} ± {r['ssim']['stderr']:.3f} "
+            f"| {r['seconds_per_image']:.1e} | {shepp_logan_cell(r)} |"
         )
         if reference:
             row += f" {cell(r['normalized_error'])} |"  # an unconverged MCMC reference never yields a clean number
