@@ -30,11 +30,15 @@ run: $(STAMP)          ## the main job: regenerate one pipeline (data to registr
 run-all: $(STAMP)      ## every pipeline of pipelines.yaml
 	dvc repro
 
+# One pytest worker per core, each test module on one worker (its module
+# fixtures built once), longest modules first (tests/conftest.py).
+PARALLEL := -n auto --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP)         ## the fast test suite (what CI runs)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-slow: $(STAMP)    ## the slow tests too
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest $(PARALLEL) -m "slow or not slow"
 
 bench: $(STAMP)        ## speed benchmarks, one JSON line each
 	$(BIN)/python -m benchmarks.operators

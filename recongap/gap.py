@@ -15,7 +15,7 @@ from .config.schema import ReferenceParams
 from .datasets import DataError
 from .evaluation import bayes_mse_estimate, gap_to_reference, normalized_error, reference_errors, score
 from .metrics import mse
-from .posterior.store import SUMMARY_NAME, is_flagged, load_reference, mean_and_stderr
+from .posterior.store import SUMMARY_NAME, is_flagged, mean_and_stderr, read_reference
 
 
 class MCMCReference:
@@ -25,20 +25,16 @@ class MCMCReference:
     def __init__(self, directory: Path, truth: torch.Tensor, settings: ReferenceParams) -> None:
         if not (directory / SUMMARY_NAME).exists():
             raise DataError(f"{directory / SUMMARY_NAME}: reference summary missing (run `dvc repro reference@PIPELINE`)")
-        try:
-            items = load_reference(directory)
-        except ValueError as e:
-            raise DataError(str(e)) from None
-        self.indices = sorted(items)
-        if not self.indices or self.indices != list(range(len(self.indices))) or len(self.indices) > truth.shape[0]:
+        reference = read_reference(directory, truth.shape[-1])
+        if reference is None:
+            raise DataError(f"{directory}: no reference items (run `dvc repro reference@PIPELINE`)")
+        self.indices = reference.indices
+        if self.indices != list(range(len(self.indices))) or len(self.indices) > truth.shape[0]:
             raise DataError(f"{directory}: reference items {self.indices[:5]}... are not the first test items")
-        if items[0].mean.shape[1:] != tuple(truth.shape[1:]):
-            raise DataError(f"{directory}: reference means are {items[0].mean.shape[1:]}, test images {tuple(truth.shape[1:])}")
         self.settings = settings
-        self.diagnostics = [items[i].diagnostics for i in self.indices]
+        self.diagnostics = reference.diagnostics
         self.truth = truth[: len(self.indices)]
-        self.mean = torch.from_numpy(np.concatenate([items[i].mean for i in self.indices]))
-        std = torch.from_numpy(np.concatenate([items[i].std for i in self.indices]))
+        self.mean, std = reference.mean, reference.std
         ess = torch.tensor([float(d.get("ess_min") or float("nan")) for d in self.diagnostics])
         # an item without a finite ESS has no MCMC error bar: it is flagged below, and counts as ESS 1
         self.errors, self.mcmc_var = reference_errors(self.mean, std, self.truth, torch.nan_to_num(ess, nan=1.0).clamp_min(1.0))

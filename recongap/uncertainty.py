@@ -8,7 +8,6 @@ Samples are (B, K, 1, N, N) tensors (B items, K samples each) or (K, 1, N, N)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -18,9 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from torch.nn.functional import max_pool2d
 
-from .datasets import DataError
 from .files import atomic_path
-from .posterior.store import item_path, load_reference
+from .posterior.store import ReferencePosterior, read_reference
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 
@@ -79,45 +77,6 @@ def is_collapsed(samples: torch.Tensor, floor: float) -> bool:
     """True when the mean pixel std over items is at most `floor`: a sampler
     whose draws for one y barely differ (e.g. a generator that ignores z)."""
     return float(pixel_std(samples).mean()) <= floor
-
-
-# --- MCMC reference ----------------------------------------------------------------
-@dataclass
-class ReferencePosterior:
-    """The MCMC reference of some test items: their indices in the test split,
-    posterior mean and std (B, 1, N, N), samples (B, S, 1, N, N)."""
-
-    indices: list[int]
-    mean: torch.Tensor
-    std: torch.Tensor
-    samples: torch.Tensor
-
-
-def read_reference(folder: str | Path, size: int) -> ReferencePosterior | None:
-    """The reference stage's items in `folder` (recongap.posterior.store's
-    format); None when the folder is absent. The stage may cover only the first
-    items of the test split, so callers compare on `indices`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    try:
-        items = load_reference(folder)
-    except ValueError as e:
-        raise DataError(str(e)) from None
-    if not items:
-        return None
-    means, stds, samples = [], [], []
-    for i, item in items.items():
-        for name in ("mean", "std"):
-            if getattr(item, name).size != size * size:
-                raise DataError(f"{item_path(folder, i)}: {name!r} has shape {getattr(item, name).shape}, expected {size}x{size} images")
-        means.append(torch.from_numpy(np.asarray(item.mean, dtype=np.float32)).reshape(1, size, size))
-        stds.append(torch.from_numpy(np.asarray(item.std, dtype=np.float32)).reshape(1, size, size))
-        samples.append(torch.from_numpy(np.asarray(item.samples, dtype=np.float32)).reshape(-1, 1, size, size))
-    counts = {len(s) for s in samples}
-    if len(counts) > 1:
-        raise DataError(f"{folder}: items have different sample counts {sorted(counts)}")
-    return ReferencePosterior(list(items), torch.stack(means), torch.stack(stds), torch.stack(samples))
 
 
 def std_correlation(std: torch.Tensor, reference_std: torch.Tensor) -> torch.Tensor:

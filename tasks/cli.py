@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import typer
 
 from recongap.config import ConfigError, load_catalogue
 from recongap.datasets import DataError, read_split
@@ -21,12 +21,10 @@ from recongap.files import atomic_path
 
 from . import tracking
 
-app = typer.Typer(help="recongap: learned CT reconstruction, measured against E[x|y].", no_args_is_help=True)
-
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def stale_stages(repo_root: Path = Path(".")) -> dict[str, list]:
@@ -60,13 +58,13 @@ def champions(pipelines_file: Path) -> list[dict]:
 
 
 def _print_champions(pipelines_file: Path) -> None:
-    typer.echo(f"Champions in {tracking.tracking_uri()}:")
+    print(f"Champions in {tracking.tracking_uri()}:")
     for row in champions(pipelines_file):
         if row["champion"] is None:
             pipeline = row["model"].rsplit("-", 1)[0]
-            typer.echo(f"  {row['model']}: no champion (run `dvc repro register@{pipeline}`)")
+            print(f"  {row['model']}: no champion (run `dvc repro register@{pipeline}`)")
         else:
-            typer.echo(f"  {row['model']}@champion = version {row['champion']}, test PSNR {row['test_psnr']} dB")
+            print(f"  {row['model']}@champion = version {row['champion']}, test PSNR {row['test_psnr']} dB")
 
 
 def _describe(changes: list) -> str:
@@ -82,14 +80,13 @@ def _describe(changes: list) -> str:
     return ", ".join(parts)
 
 
-@app.command()
-def status(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipeline catalogue")) -> None:
+def status(pipelines: Path) -> None:
     """Which DVC stages are stale, which models are champions (with their metrics)."""
     try:
         stale = stale_stages()
-        typer.echo("DVC: everything up to date" if not stale else f"DVC: {len(stale)} stale stage(s) (run `dvc repro`):")
+        print("DVC: everything up to date" if not stale else f"DVC: {len(stale)} stale stage(s) (run `dvc repro`):")
         for stage, changes in sorted(stale.items()):
-            typer.echo(f"  {stage}: {_describe(changes)}")
+            print(f"  {stage}: {_describe(changes)}")
         _print_champions(pipelines)
     except (ConfigError, DataError) as e:
         _fail(str(e))
@@ -135,13 +132,7 @@ def read_measurements(path: Path) -> np.ndarray:
     raise DataError(f"{path}: expected a .h5 split or a .npy array of measurements")
 
 
-@app.command()
-def reconstruct(
-    model: str = typer.Option(..., help="registered model and alias, e.g. ellipses-lpd@champion"),
-    input: Path = typer.Option(..., "--input", help="measurements: a data/<pipeline>/*.h5 split or a .npy array"),
-    output: Path = typer.Option(..., help="where the reconstructions go (.npy)"),
-    samples: int = typer.Option(0, help="posterior samples per measurement (models that can sample)"),
-) -> None:
+def reconstruct(model: str, input: Path, output: Path, samples: int = 0) -> None:
     """Reconstruct measurements with a registered model."""
     try:
         y = read_measurements(input)
@@ -152,25 +143,40 @@ def reconstruct(
     with atomic_path(output) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, x)
-    typer.echo(f"{output}: {x.shape[0]} reconstruction(s) of shape {tuple(x.shape[1:])} from {model}")
+    print(f"{output}: {x.shape[0]} reconstruction(s) of shape {tuple(x.shape[1:])} from {model}")
 
 
-@app.command()
-def report(pipelines: Path = typer.Option(Path("pipelines.yaml"), help="the pipeline catalogue")) -> None:
+def report(pipelines: Path) -> None:
     """Write docs/results.md from metrics/ (the `report` stage), then list the champions."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "tasks.report"], env=env)
     if done.returncode != 0:
-        raise typer.Exit(done.returncode)
-    typer.echo("docs/results.md written from metrics/")
+        raise SystemExit(done.returncode)
+    print("docs/results.md written from metrics/")
     try:
         _print_champions(pipelines)
     except (ConfigError, DataError) as e:
         _fail(str(e))
 
 
-def main() -> None:
-    app()
+def parser() -> argparse.ArgumentParser:
+    """`recongap COMMAND ...`: one subcommand per function above."""
+    top = argparse.ArgumentParser(prog="recongap", description="recongap: learned CT reconstruction, measured against E[x|y].")
+    commands = top.add_subparsers(dest="command", required=True)
+    catalogue = {"type": Path, "default": Path("pipelines.yaml"), "help": "the pipeline catalogue (default: %(default)s)"}
+    commands.add_parser("status", help=status.__doc__).add_argument("--pipelines", **catalogue)
+    commands.add_parser("report", help=report.__doc__).add_argument("--pipelines", **catalogue)
+    rec = commands.add_parser("reconstruct", help=reconstruct.__doc__)
+    rec.add_argument("--model", required=True, help="registered model and alias, e.g. ellipses-lpd@champion")
+    rec.add_argument("--input", required=True, type=Path, help="measurements: a data/<pipeline>/*.h5 split or a .npy array")
+    rec.add_argument("--output", required=True, type=Path, help="where the reconstructions go (.npy)")
+    rec.add_argument("--samples", type=int, default=0, help="posterior samples per measurement (models that can sample)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(parser().parse_args(argv))
+    {"status": status, "report": report, "reconstruct": reconstruct}[args.pop("command")](**args)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from recongap.config import ConfigError
-from recongap.datasets import DataError, derived_seed, read_split
+from recongap.config.schema import ReferenceBudget, ReferenceParams
+from recongap.datasets import DataError, Split, derived_seed, read_split
 from recongap.operators import Geometry, RayTransform
 from recongap.posterior import closed_form_posterior
 from recongap.posterior.reference import closed_form_check
@@ -63,40 +65,10 @@ CODE_MODULES = (
 )
 
 
-def main() -> None:
-    parser = stage_parser("Sample the reference posterior of one pipeline's test items.", "pipeline")
-    parser.add_argument("--data", default="data")
-    parser.add_argument("--out", default="models")
-    args = parser.parse_args()
-    # the sampler module is heavy (and the mcmc engineer's); --help needs none of it
-    from recongap.posterior.reference import ReferenceSettings, sample_reference
-
-    params, catalogue = load_configs(args)
-    pipe = catalogue.pipelines[args.pipeline]
-    settings = params.reference
-    try:
-        budget = settings.budget(params.scale)
-    except ValueError as e:
-        raise ConfigError(f"{args.params}: {e}") from None
-    test_file = Path(args.data) / args.pipeline / "test.h5"
-    test = read_split(test_file)
-    if budget.items > test.images.shape[0]:
-        raise ConfigError(
-            f"{args.params}: reference.budgets.{params.scale}.items = {budget.items} but {test_file} "
-            f"holds {test.images.shape[0]} test items"
-        )
-    geometry = Geometry(**test.attrs["config"]["geometry"])
-    size = test.attrs["config"]["size"]
-    if test.images.shape[-1] != size:
-        raise DataError(f"{test_file}: images are {test.images.shape[-2:]} but attrs say size {size}")
-    operator = RayTransform.from_geometry(geometry)
-    noise_std = float(test.attrs["noise_std"])
-    grid_factor = int(test.attrs.get("measurement_grid_factor", 1))
-    prior = pipe.prior.build(size)
-    closed_form = closed_form_posterior(prior, operator, noise_std)
-    device = pick_device(settings.device)
-
-    sampler = {
+def sampler_settings(settings: ReferenceParams, budget: ReferenceBudget) -> dict:
+    """The keyword arguments of recongap's ReferenceSettings, from params.yaml's
+    `reference` and this scale's budget (the seed is derived per batch)."""
+    return {
         "chains": settings.chains,
         "warmup": budget.warmup,
         "draws": budget.draws,
@@ -115,6 +87,79 @@ def main() -> None:
         "birth_death_moves": settings.birth_death_moves,
         "intensity_moves": settings.intensity_moves,
     }
+
+
+@dataclass
+class ReferenceJob:
+    """One pipeline's reference: its test split, the posterior it was simulated
+    under (prior, operator, noise, measurement grid), and how to sample it."""
+
+    test: Split
+    prior: object
+    operator: RayTransform
+    noise_std: float
+    grid_factor: int
+    closed_form: object | None
+    device: torch.device
+    settings: ReferenceParams
+    budget: ReferenceBudget
+    sampler: dict
+    common: dict  # what every item's fingerprint holds besides its own data
+
+    def fingerprint(self, i: int) -> dict:
+        test = self.test
+        data = hashlib.sha256(test.measurements[i].tobytes() + test.images[i].tobytes() + test.params[i].tobytes()).hexdigest()
+        return {**self.common, "item": i, "data_sha256": data}
+
+    def sample(self, batch: list[int]) -> list[ItemReference]:
+        from recongap.posterior.reference import ReferenceSettings, sample_reference
+
+        y = torch.from_numpy(self.test.measurements[batch]).to(self.device)
+        x = torch.from_numpy(self.test.images[batch]).to(self.device)
+        # seeded by the batch's first item: a resumed run samples a batch as a full run would
+        run = ReferenceSettings(**{**self.sampler, "seed": derived_seed(self.settings.seed, f"reference-{batch[0]}")})
+        theta = torch.from_numpy(self.test.params[batch]).to(self.device)  # an exact posterior draw per item: where start="truth" starts
+        results = sample_reference(
+            self.prior, self.operator, self.noise_std, y, run, truth=x, measurement_grid_factor=self.grid_factor, truth_params=theta
+        )
+        items = []
+        for j, r in enumerate(results):
+            item = ItemReference(mean=_numpy(r.mean), std=_numpy(r.std), samples=_numpy(r.samples), diagnostics=dict(r.diagnostics))
+            if self.closed_form is not None:
+                yj = y[j : j + 1].cpu().double()
+                exact_mean = self.closed_form.mean(yj)
+                item.closed_form_mean = _numpy(exact_mean)
+                item.closed_form_std = _numpy(self.closed_form.pixel_std(yj))
+                item.diagnostics["closed_form"] = closed_form_check(
+                    r.diagnostics["summaries"], exact_mean, run.projections, items=self.budget.items
+                )
+            items.append(item)
+        return items
+
+
+def reference_job(args, params, catalogue) -> ReferenceJob:
+    """Check the config against the test split, then build what sampling needs."""
+    pipe = catalogue.pipelines[args.pipeline]
+    settings = params.reference
+    try:
+        budget = settings.budget(params.scale)
+    except ValueError as e:
+        raise ConfigError(f"{args.params}: {e}") from None
+    test_file = Path(args.data) / args.pipeline / "test.h5"
+    test = read_split(test_file)
+    if budget.items > test.images.shape[0]:
+        raise ConfigError(
+            f"{args.params}: reference.budgets.{params.scale}.items = {budget.items} but {test_file} "
+            f"holds {test.images.shape[0]} test items"
+        )
+    size = test.attrs["config"]["size"]
+    if test.images.shape[-1] != size:
+        raise DataError(f"{test_file}: images are {test.images.shape[-2:]} but attrs say size {size}")
+    operator = RayTransform.from_geometry(Geometry(**test.attrs["config"]["geometry"]))
+    noise_std = float(test.attrs["noise_std"])
+    grid_factor = int(test.attrs.get("measurement_grid_factor", 1))
+    prior = pipe.prior.build(size)
+    sampler = sampler_settings(settings, budget)
     common = {
         "sampler": sampler,
         "batch_items": settings.batch_items,
@@ -124,46 +169,32 @@ def main() -> None:
         "geometry": test.attrs["config"]["geometry"],
         "code_sha256": code_fingerprint(importlib.import_module(name) for name in CODE_MODULES),
     }
+    return ReferenceJob(
+        test, prior, operator, noise_std, grid_factor, closed_form_posterior(prior, operator, noise_std),
+        pick_device(settings.device), settings, budget, sampler, common,
+    )
 
-    def fingerprint(i: int) -> dict:
-        data = hashlib.sha256(test.measurements[i].tobytes() + test.images[i].tobytes() + test.params[i].tobytes()).hexdigest()
-        return {**common, "item": i, "data_sha256": data}
 
-    def sample(batch: list[int]) -> list[ItemReference]:
-        y = torch.from_numpy(test.measurements[batch]).to(device)
-        x = torch.from_numpy(test.images[batch]).to(device)
-        # seeded by the batch's first item: a resumed run samples a batch as a full run would
-        run = ReferenceSettings(**{**sampler, "seed": derived_seed(settings.seed, f"reference-{batch[0]}")})
-        theta = torch.from_numpy(test.params[batch]).to(device)  # an exact posterior draw per item: where start="truth" starts
-        results = sample_reference(
-            prior, operator, noise_std, y, run, truth=x, measurement_grid_factor=grid_factor, truth_params=theta
-        )
-        items = []
-        for j, r in enumerate(results):
-            item = ItemReference(
-                mean=_numpy(r.mean), std=_numpy(r.std), samples=_numpy(r.samples), diagnostics=dict(r.diagnostics)
-            )
-            if closed_form is not None:
-                yj = y[j : j + 1].cpu().double()
-                exact_mean = closed_form.mean(yj)
-                item.closed_form_mean = _numpy(exact_mean)
-                item.closed_form_std = _numpy(closed_form.pixel_std(yj))
-                item.diagnostics["closed_form"] = closed_form_check(r.diagnostics["summaries"], exact_mean, run.projections, items=budget.items)
-            items.append(item)
-        return items
+def main() -> None:
+    parser = stage_parser("Sample the reference posterior of one pipeline's test items.", "pipeline")
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--out", default="models")
+    args = parser.parse_args()
+    params, catalogue = load_configs(args)
+    job = reference_job(args, params, catalogue)
 
     out = Path(args.out) / args.pipeline / "reference"
-    indices = list(range(budget.items))
+    indices = list(range(job.budget.items))
     for stale in set(out.glob("item_*.npz")) - {out / f"item_{i:05d}.npz" for i in indices}:
         stale.unlink()  # items beyond this scale's count would be read as part of the reference
-    done = run_items(out, indices, fingerprint, sample, settings.batch_items)
-    summary = summarize(load_reference(out, indices), settings.rhat_max, settings.ess_min)
-    summary.update({"pipeline": args.pipeline, "scale": params.scale, "settings": common})
+    done = run_items(out, indices, job.fingerprint, job.sample, job.settings.batch_items)
+    summary = summarize(load_reference(out, indices), job.settings.rhat_max, job.settings.ess_min)
+    summary.update({"pipeline": args.pipeline, "scale": params.scale, "settings": job.common})
     write_summary(out, summary)
     tracking.log_stage(
         args.pipeline,
         f"reference@{args.pipeline}",
-        {"scale": params.scale, "items": budget.items, "sampler": sampler},
+        {"scale": params.scale, "items": job.budget.items, "sampler": job.sampler},
         {key: float(summary[key]) for key in ("rhat_max", "ess_min", "ess_per_second_min", "seconds_per_item")}
         | {"items_flagged": float(len(summary["items_flagged"]))},
         [out / "summary.json"],

@@ -33,14 +33,6 @@ def model_name(pipeline: str, method: str) -> str:
     return f"{pipeline}-{method}"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_version(client, name: str, checkpoint_hash: str):
     """The version of `name` registered from this checkpoint, or None."""
     for version in client.search_model_versions(f"name='{name}'"):
@@ -56,7 +48,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from .serving import Reconstructor
+    from . import serving
 
     out = models / pipeline / method
     checkpoint, config_file = out / "best.ckpt", out / "config.json"
@@ -69,7 +61,8 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
 
     name = model_name(pipeline, method)
     client = MlflowClient()
-    digest = file_sha256(checkpoint)
+    with open(checkpoint, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()  # as tasks/train.py hashes cwgan's init
     existing = find_version(client, name, digest) if _model_exists(client, name) else None
     if existing is not None:
         return existing.version, False
@@ -87,7 +80,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
         mlflow.log_metric("test_psnr", figure)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=Reconstructor(),
+            python_model=serving.__file__,  # stored as code: loading needs recongap, not tasks/
             artifacts={"checkpoint": str(checkpoint), "config": str(config_file)},
             signature=signature,
             # the package must be installed where the model is served

@@ -1,14 +1,18 @@
 """The registry flavour of a learned reconstructor: an mlflow.pyfunc model
 whose artifacts are the Lightning checkpoint and its config.json.
 
-It loads in a fresh process from the installed package alone (this class is
-pickled by reference to `tasks.serving`).
+Registered as code (MLflow's models from code): the registry keeps a copy of
+this file beside the checkpoint and runs it when the model loads, so a served
+model needs the installed recongap package only, not this repository. Versions
+registered before (pickled by reference to `tasks.serving.Reconstructor`) load
+where this repository is importable, e.g. from its root.
 """
 
 from __future__ import annotations
 
 import json
 
+import mlflow.models
 import mlflow.pyfunc
 import numpy as np
 import torch
@@ -39,3 +43,6 @@ class Reconstructor(mlflow.pyfunc.PythonModel):
                     raise ValueError(f"{self.module.hparams.method} is a point estimator: it cannot draw samples")
                 return self.module.sample(y_t, samples).numpy()
             return self.module(y_t).numpy()
+
+
+mlflow.models.set_model(Reconstructor())  # what MLflow loads from the stored copy of this file

@@ -20,8 +20,8 @@ from typing import Iterable
 import yaml
 
 from recongap.config import ConfigError
+from recongap.launcher import NotAWorkingTree, working_tree
 
-ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
@@ -29,9 +29,17 @@ class TrackingUnavailable(ConfigError):
     """The configured MLflow store cannot be reached (stages exit with code 2)."""
 
 
+def repo_root() -> Path:
+    """The working tree the command acts on (recongap.launcher.working_tree)."""
+    try:
+        return working_tree()
+    except NotAWorkingTree as e:
+        raise ConfigError(str(e)) from None
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else the embedded sqlite store at the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
 def portable_uri(uri: str) -> str:
@@ -41,7 +49,11 @@ def portable_uri(uri: str) -> str:
     prefix = "sqlite:///"
     if uri.startswith(prefix):
         path = Path(uri[len(prefix):])
-        for base in (ROOT, Path.cwd()):
+        try:
+            bases = (repo_root(), Path.cwd())
+        except ConfigError:
+            bases = (Path.cwd(),)
+        for base in bases:
             if path.is_absolute() and path.resolve().is_relative_to(base.resolve()):
                 return prefix + path.resolve().relative_to(base.resolve()).as_posix()
     return uri
@@ -53,7 +65,7 @@ def artifact_location(pipeline: str) -> str | None:
     if base:
         return f"{base.rstrip('/')}/{pipeline}"
     if tracking_uri().startswith("sqlite:"):
-        return (ROOT / "mlartifacts" / pipeline).as_uri()
+        return (repo_root() / "mlartifacts" / pipeline).as_uri()
     return None
 
 
@@ -69,7 +81,7 @@ def connect() -> str:
             raise TrackingUnavailable(
                 f"MLflow server {uri} (MLFLOW_TRACKING_URI) does not answer ({e}); start it with "
                 f"`mlflow server --host 127.0.0.1 --port PORT --backend-store-uri ...`, or unset MLFLOW_TRACKING_URI "
-                f"to use the embedded store sqlite:///{ROOT / 'mlflow.db'}"
+                f"to use the embedded store sqlite:///{repo_root() / 'mlflow.db'}"
             ) from None
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={uri}: the file store is refused by MLflow 3; use sqlite:///PATH or a server")
@@ -92,16 +104,17 @@ def experiment_id(pipeline: str) -> str:
 def git_revision() -> str:
     """HEAD's commit, with '-dirty' when the worktree has changes; 'unknown' outside git."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+        root = repo_root()
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError, ConfigError):
         return "unknown"
     return rev + ("-dirty" if dirty.strip() else "")
 
 
 def dvc_lock_hashes(stage: str, lock: Path | None = None) -> dict[str, str]:
     """{path: md5} of the deps of `stage` as recorded in dvc.lock (empty if not locked yet)."""
-    lock = lock or ROOT / "dvc.lock"
+    lock = lock or repo_root() / "dvc.lock"
     if not lock.exists():
         return {}
     entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage, {})

@@ -25,6 +25,7 @@ NO_EFFECT_ON_OUTPUTS = {
     "recongap/__init__.py": "the package docstring and version string",
     "tasks/__init__.py": "a docstring",
     "tasks/tracking.py": "logs to MLflow (train, reference, evaluate): no stage output depends on it; register lists it",
+    "recongap/launcher.py": "finds the working tree (for tasks/tracking.py's default MLflow store)",
 }
 
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from recongap.datasets import DataError
-from recongap.posterior.store import ItemReference, item_path, save_item
+from recongap.posterior.store import ItemReference, item_path, read_reference, save_item
 from recongap.uncertainty import (
     calibration,
     credible_coverage,
     disk_mask,
-    read_reference,
     roi_exceedance_probability,
     save_gallery,
     std_correlation,

@@ -21,8 +21,10 @@ from types import ModuleType
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from ..datasets.io import DataError
 from ..files import atomic_path, write_text_atomic
 
 SUMMARY_NAME = "summary.json"
@@ -211,3 +213,46 @@ def load_reference(directory: str | Path, indices: Sequence[int] | None = None) 
             raise ValueError(f"{path}: reference item missing (re-run the reference stage)")
         out[i] = load_item(path)[0]
     return out
+
+
+@dataclass
+class ReferencePosterior:
+    """A reference stage's items, stacked for scoring: their indices in the test
+    split, posterior means and pixel stds (B, 1, N, N), thinned samples
+    (B, S, 1, N, N) and each item's diagnostics."""
+
+    indices: list[int]
+    mean: torch.Tensor
+    std: torch.Tensor
+    samples: torch.Tensor
+    diagnostics: list[dict]
+
+
+def read_reference(directory: str | Path, size: int) -> ReferencePosterior | None:
+    """Every item in `directory`, checked to be of size x size images; None when
+    the folder is absent or empty. The stage may cover only the first items of
+    the test split, so callers compare on `indices`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    try:
+        items = load_reference(directory)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if not items:
+        return None
+    for i, item in items.items():
+        for name in ("mean", "std"):
+            if getattr(item, name).size != size * size:
+                raise DataError(f"{item_path(directory, i)}: {name!r} has shape {getattr(item, name).shape}, expected {size}x{size} images")
+    counts = {len(item.samples) for item in items.values()}
+    if len(counts) > 1:
+        raise DataError(f"{directory}: items have different sample counts {sorted(counts)}")
+
+    def stacked(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.stack([torch.from_numpy(np.asarray(getattr(item, name), dtype=np.float32)).reshape(shape) for item in items.values()])
+
+    return ReferencePosterior(
+        list(items), stacked("mean", (1, size, size)), stacked("std", (1, size, size)),
+        stacked("samples", (-1, 1, size, size)), [item.diagnostics for item in items.values()],
+    )

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from recongap.config import ConfigError
 from tests.conftest import ROOT
 
 PIPELINE, METHOD = "ellipses", "lpd"
@@ -88,23 +89,27 @@ def test_first_version_is_champion_with_recorded_psnr(store):
 
 
 def test_champion_loads_in_a_new_process_with_recorded_psnr(store):
-    """models:/NAME@champion in a fresh interpreter reproduces the registration PSNR."""
+    """models:/NAME@champion in a fresh interpreter, outside the repository
+    (only the recongap package installed), reproduces the registration PSNR."""
     script = (
         "import sys, json, mlflow, numpy as np, torch\n"
         "from recongap.datasets import read_split\nfrom recongap.evaluation import score\n"
         f"model = mlflow.pyfunc.load_model('models:/{NAME}@champion')\n"
         "test = read_split(sys.argv[1])\n"
         "out = model.predict(test.measurements.astype(np.float32))\n"
-        "print(json.dumps({'shape': list(out.shape), 'psnr': score(torch.from_numpy(out), torch.from_numpy(test.images))['psnr']['mean']}))\n"
+        "import importlib.util\n"
+        "print(json.dumps({'shape': list(out.shape), 'psnr': score(torch.from_numpy(out), torch.from_numpy(test.images))['psnr']['mean'],\n"
+        "                  'tasks_importable': importlib.util.find_spec('tasks') is not None}))\n"
     )
+    env = _env(store)
+    del env["PYTHONPATH"]  # this repository is not importable there
     result = subprocess.run(
-        [sys.executable, "-c", script, str(store / "data" / PIPELINE / "test.h5")],
-        cwd=store, capture_output=True, text=True, env=_env(store),
+        [sys.executable, "-c", script, str(store / "data" / PIPELINE / "test.h5")], cwd=store, capture_output=True, text=True, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     recorded = float(_client(store).get_model_version_by_alias(NAME, "champion").tags["test_psnr"])
-    assert got["shape"] == [4, 1, 16, 16]
+    assert got["shape"] == [4, 1, 16, 16] and not got["tasks_importable"]
     assert got["psnr"] == pytest.approx(recorded, abs=1e-3)
 
 
@@ -244,6 +249,29 @@ def test_cli_reconstructs_with_the_champion(store):
     assert np.load(out).shape == (4, 1, 16, 16)
 
 
+def test_a_version_pickled_before_models_from_code_still_loads_from_the_repository(store):
+    """Versions registered before 2 Dec 2026 pickled tasks.serving.Reconstructor
+    by reference: the installed `recongap` command, run inside the repository, loads them."""
+    models = store / "models" / PIPELINE / METHOD
+    script = (
+        "import mlflow\nfrom tasks.serving import Reconstructor\n"
+        "with mlflow.start_run():\n"
+        f"    mlflow.pyfunc.log_model(name='model', python_model=Reconstructor(), registered_model_name='{NAME}-pickled',\n"
+        f"        artifacts={{'checkpoint': '{models / 'best.ckpt'}', 'config': '{models / 'config.json'}'}})\n"
+        f"mlflow.MlflowClient().set_registered_model_alias('{NAME}-pickled', 'old', '1')\n"
+    )
+    logged = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=_env(store))
+    assert logged.returncode == 0, logged.stderr[-3000:]
+    env = _env(store)
+    del env["PYTHONPATH"]  # only what the `recongap` command itself puts on the path
+    out = store / "pickled.npy"
+    test_file = str(store / "data" / PIPELINE / "test.h5")
+    done = subprocess.run([str(Path(sys.executable).parent / "recongap"), "reconstruct", "--model", f"{NAME}-pickled@old",
+                           "--input", test_file, "--output", str(out)], cwd=ROOT / "docs", capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert np.load(out).shape == (4, 1, 16, 16)
+
+
 def test_cli_errors_say_what_to_run(store):
     test_file = str(store / "data" / PIPELINE / "test.h5")
     alias = _cli(store, "reconstruct", "--model", f"{NAME}@best", "--input", test_file, "--output", str(store / "x.npy"))
@@ -273,9 +301,24 @@ def test_cli_status_lists_the_champion(store):
 def test_a_store_inside_the_repository_is_recorded_by_its_relative_path(tmp_path):
     """reports/registry/*.json is committed: the default store at the
     repository root must not put this machine's path in it."""
-    from tasks.tracking import ROOT, portable_uri
+    from tasks.tracking import portable_uri
 
     assert portable_uri(f"sqlite:///{ROOT / 'mlflow.db'}") == "sqlite:///mlflow.db"
     assert portable_uri(f"sqlite:///{tmp_path / 'mlflow.db'}") == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert portable_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     assert portable_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_the_working_tree_is_found_from_the_current_directory(tmp_path, monkeypatch):
+    """Not from where the module is installed: the tree holding dvc.yaml at or above the cwd."""
+    from tasks.tracking import repo_root, tracking_uri
+
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tree / "a" / "b")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert repo_root() == tree.resolve() and tracking_uri() == f"sqlite:///{tree.resolve() / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no dvc.yaml here or above"):
+        repo_root()
