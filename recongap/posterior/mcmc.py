@@ -180,6 +180,24 @@ class HMCRun:
 ExtraMove = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def _transition(potential: Potential, state: HMCState, leapfrog_steps: int, generator: torch.Generator,
+                mask_fn: Callable[[torch.Tensor], torch.Tensor] | None, moves: Mapping[str, ExtraMove],
+                ) -> tuple[HMCState, torch.Tensor, dict[str, torch.Tensor]]:
+    """One transition: an HMC step on the coordinates mask_fn leaves free, then
+    each extra move in order. Returns the new state, the HMC step's acceptance
+    probability and each extra move's."""
+    mask = mask_fn(state.q) if mask_fn is not None else None
+    state, accept_prob = hmc_step(potential, state, leapfrog_steps, generator, mask)
+    extra_probs = {}
+    q, u = state.q, state.u
+    for name, move in moves.items():
+        q, u, extra_probs[name] = move(q, u, generator)
+    if moves and not torch.equal(q, state.q):
+        u, grad = potential_and_grad(potential, q)
+        state = HMCState(q, u, grad, state.step, state.inv_mass)
+    return state, accept_prob, extra_probs
+
+
 def run_hmc(
     potential: Potential,
     q0: torch.Tensor,
@@ -227,15 +245,7 @@ def run_hmc(
     hmc_accept: list[torch.Tensor] = []
     extra_accept: dict[str, list[torch.Tensor]] = {name: [] for name in moves}
     for i in range(warmup + draws):
-        mask = mask_fn(state.q) if mask_fn is not None else None
-        state, accept_prob = hmc_step(potential, state, leapfrog_steps, generator, mask)
-        extra_probs = {}
-        q, u = state.q, state.u
-        for name, move in moves.items():
-            q, u, extra_probs[name] = move(q, u, generator)
-        if moves and not torch.equal(q, state.q):
-            u, grad = potential_and_grad(potential, q)
-            state = HMCState(q, u, grad, state.step, state.inv_mass)
+        state, accept_prob, extra_probs = _transition(potential, state, leapfrog_steps, generator, mask_fn, moves)
         if i < warmup:
             state.step = adapt.update(accept_prob)
             if start <= i < end:

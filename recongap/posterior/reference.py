@@ -433,6 +433,92 @@ def _item_rates(acceptance: dict[str, torch.Tensor], item: int, chains: int, lev
     return rates
 
 
+class _DrawRecorder:
+    """What the kept draws leave behind, called after each one (on_draw): the
+    beta = 1 rows' running sums of images and squares, per-batch sums (the
+    Monte Carlo error of the mean), traces of the convergence summaries, and
+    every thin-th image."""
+
+    def __init__(self, target: _Target, cold: torch.Tensor, settings: ReferenceSettings, prior: Prior,
+                 truth: torch.Tensor | None, t: int, size: int, device: torch.device) -> None:
+        self.target, self.cold, self.thin, self.draws = target, cold, settings.thin, settings.draws
+        self.pixels = summary_pixels(size)
+        self.directions = summary_projections(size, settings.projections).to(device)
+        self.slots = prior.slots if isinstance(prior, EllipsePrior) else None
+        self.names = ["log_posterior", "mean_intensity"] + [f"pixel_{r}_{c}" for r, c in self.pixels]
+        self.names += [f"projection_{k}" for k in range(settings.projections)]
+        if self.slots is not None:
+            self.names.append("ellipse_count")
+        self.truth = None
+        if truth is not None:
+            self.names.insert(0, "mse_to_truth")
+            self.truth = truth.to(device, torch.float64).repeat_interleave(settings.chains, 0)
+        self.t, self.batches = t, min(5, self.draws)  # batch means of each chain
+        self.traces = torch.zeros(t, self.draws, len(self.names), dtype=torch.float64)
+        self.total = torch.zeros(t, 1, size, size, dtype=torch.float64, device=device)
+        self.total_sq = torch.zeros_like(self.total)
+        self.batch_total = torch.zeros(t, self.batches, 1, size, size, dtype=torch.float64, device=device)
+        self.kept: list[torch.Tensor] = []
+
+    def __call__(self, i: int, q: torch.Tensor, u: torch.Tensor) -> None:
+        q, log_posterior = q[self.cold], -u[self.cold]  # beta = 1 rows: -U is the log posterior (up to a constant)
+        with torch.no_grad():
+            image = self.target.image(q).to(torch.float64)
+        self.total, self.total_sq = self.total + image, self.total_sq + image * image
+        self.batch_total[:, i * self.batches // self.draws] += image
+        flat = image.flatten(1)
+        columns = [log_posterior, flat.mean(1)] + [image[:, 0, r, c] for r, c in self.pixels] + list((flat @ self.directions.T).unbind(1))
+        if self.slots is not None:
+            columns.append((q.reshape(self.t, self.slots, 6)[..., 0] != 0).sum(1).to(torch.float64))
+        if self.truth is not None:
+            columns = [((image - self.truth) ** 2).flatten(1).mean(1)] + columns
+        self.traces[:, i] = torch.stack(columns, 1).cpu()
+        if (i + 1) % self.thin == 0:
+            self.kept.append(image.cpu())
+
+    def batch_means(self) -> torch.Tensor:
+        """(T, batches, 1, N, N): each chain's mean image over each batch of draws."""
+        counts = torch.bincount(torch.arange(self.draws) * self.batches // self.draws, minlength=self.batches)
+        return self.batch_total.cpu() / counts.to(torch.float64).view(1, self.batches, 1, 1, 1)
+
+
+def _run_chains(prior: Prior, target: _Target, measure: RayTransform, noise_std: float, y_rep: torch.Tensor, q0: torch.Tensor,
+                settings: ReferenceSettings, generator: torch.Generator, on_draw: _DrawRecorder) -> dict[str, torch.Tensor]:
+    """Warm-up and draws with the chosen sampler; returns each row's acceptance rates per move kind."""
+    t_all = q0.shape[0]
+    if settings.sampler == "blocks":
+        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, noise_std, y_rep.flatten(1))
+        return run_blocks(
+            blocks, q0.reshape(t_all, *prior.param_shape), warmup=settings.warmup, draws=settings.draws, generator=generator,
+            on_draw=on_draw, birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves,
+        )
+    mask_fn, extra_moves = None, {}
+    if isinstance(prior, EllipsePrior):
+        mask_fn = lambda q: (q.reshape(t_all, prior.slots, 6)[..., :1] != 0).expand(t_all, prior.slots, 6).reshape(t_all, -1)  # noqa: E731
+        extra_moves["birth_death"] = _birth_death(target, generator)
+    if settings.temperatures > 1:
+        extra_moves["exchange"] = _replica_exchange(target, settings.temperatures)
+    inv_mass = _default_inv_mass(prior, t_all).to(q0.device)
+    if settings.mass == "gauss_newton":
+        inv_mass = _gauss_newton_inv_mass(target, q0, inv_mass)
+    sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
+    return sampler(
+        target.potential,
+        q0,
+        warmup=settings.warmup,
+        draws=settings.draws,
+        leapfrog_steps=settings.leapfrog_steps,
+        step_size=settings.step_size,
+        target_accept=settings.target_accept,
+        generator=generator,
+        default_inv_mass=inv_mass,
+        mask_fn=mask_fn,
+        extra_moves=extra_moves,
+        on_draw=on_draw,
+        adapt_mass=settings.mass == "pilot",
+    ).acceptance
+
+
 def sample_reference(
     prior: Prior,
     operator: RayTransform,
@@ -462,62 +548,19 @@ def sample_reference(
     if not noise_std > 0:
         raise ValueError(f"noise_std must be positive, got {noise_std}")
     device = y.device
-    items, chains, size = y.shape[0], settings.chains, operator.domain_shape[0]
+    items, chains, size, levels = y.shape[0], settings.chains, operator.domain_shape[0], settings.temperatures
     generator = torch.Generator().manual_seed(settings.seed)
     measure = measurement_operator(operator, measurement_grid_factor)
-    levels = settings.temperatures
     y_rep = y.to(torch.float64).repeat_interleave(chains * levels, 0)
     ladder = torch.logspace(0, math.log10(settings.beta_min), levels, dtype=torch.float64) if levels > 1 else torch.ones(1, dtype=torch.float64)
     if settings.start == "truth":
         q0 = _truth_state(truth_params, settings).to(device)
     else:
         q0 = _initial_state(prior, items, settings, generator).to(device)
-    t_all = q0.shape[0]
     render_dtype = getattr(torch, settings.render_dtype)
     target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device), render_dtype)
-    cold = torch.arange(0, t_all, levels, device=device)  # the beta = 1 replica of each chain
-    t = items * chains
-    pixels = summary_pixels(size)
-    directions = summary_projections(size, settings.projections).to(device)
-    names = ["log_posterior", "mean_intensity"] + [f"pixel_{r}_{c}" for r, c in pixels] + [f"projection_{k}" for k in range(settings.projections)]
-    truth_rep = None
-    is_ellipses = isinstance(prior, EllipsePrior)
-    if is_ellipses:
-        names = names + ["ellipse_count"]
-    if truth is not None:
-        names = ["mse_to_truth"] + names
-        truth_rep = truth.to(device, torch.float64).repeat_interleave(chains, 0)
-    n = settings.draws
-    batches = min(5, n)  # batch means of each chain: the Monte Carlo error of the mean image
-    traces = torch.zeros(t, n, len(names), dtype=torch.float64)
-    total = torch.zeros(t, 1, size, size, dtype=torch.float64, device=device)
-    total_sq = torch.zeros_like(total)
-    batch_total = torch.zeros(t, batches, 1, size, size, dtype=torch.float64, device=device)
-    kept: list[torch.Tensor] = []
-
-    def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
-        nonlocal total, total_sq
-        q, log_posterior = q[cold], -u[cold]  # beta = 1 rows: -U is the log posterior (up to a constant)
-        with torch.no_grad():
-            image = target.image(q).to(torch.float64)
-        total, total_sq = total + image, total_sq + image * image
-        batch_total[:, i * batches // n] += image
-        flat = image.flatten(1)
-        columns = [log_posterior, flat.mean(1)] + [image[:, 0, r, c] for r, c in pixels] + list((flat @ directions.T).unbind(1))
-        if is_ellipses:
-            columns.append((q.reshape(t, prior.slots, 6)[..., 0] != 0).sum(1).to(torch.float64))
-        if truth_rep is not None:
-            columns = [((image - truth_rep) ** 2).flatten(1).mean(1)] + columns
-        traces[:, i] = torch.stack(columns, 1).cpu()
-        if (i + 1) % settings.thin == 0:
-            kept.append(image.cpu())
-
-    mask_fn, extra_moves = None, {}
-    if is_ellipses:
-        mask_fn = lambda q: (q.reshape(t_all, prior.slots, 6)[..., :1] != 0).expand(t_all, prior.slots, 6).reshape(t_all, -1)  # noqa: E731
-        extra_moves["birth_death"] = _birth_death(target, generator)
-    if levels > 1:
-        extra_moves["exchange"] = _replica_exchange(target, levels)
+    cold = torch.arange(0, q0.shape[0], levels, device=device)  # the beta = 1 replica of each chain
+    recorder = _DrawRecorder(target, cold, settings, prior, truth, items * chains, size, device)
     render_error = None
     if render_dtype != torch.float64 and settings.sampler == "hmc":
         # what single precision moves: the log-likelihood at the starting states, against float64
@@ -525,69 +568,26 @@ def sample_reference(
         with torch.no_grad():
             render_error = (target.log_likelihood(q0) - exact.log_likelihood(q0)).abs()[cold].view(items, chains).amax(1).cpu()
     start = time.perf_counter()
-    if settings.sampler == "blocks":
-        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, float(noise_std), y_rep.flatten(1))
-        acceptance = run_blocks(
-            blocks, q0.reshape(t_all, *prior.param_shape), warmup=settings.warmup, draws=n, generator=generator, on_draw=on_draw,
-            birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves,
-        )
-    else:
-        inv_mass = _default_inv_mass(prior, t_all).to(device)
-        if settings.mass == "gauss_newton":
-            inv_mass = _gauss_newton_inv_mass(target, q0, inv_mass)
-        sampler = run_hmc_from_truth if settings.start == "truth" else run_hmc
-        acceptance = sampler(
-            target.potential,
-            q0,
-            warmup=settings.warmup,
-            draws=n,
-            leapfrog_steps=settings.leapfrog_steps,
-            step_size=settings.step_size,
-            target_accept=settings.target_accept,
-            generator=generator,
-            default_inv_mass=inv_mass,
-            mask_fn=mask_fn,
-            extra_moves=extra_moves,
-            on_draw=on_draw,
-            adapt_mass=settings.mass == "pilot",
-        ).acceptance
+    acceptance = _run_chains(prior, target, measure, float(noise_std), y_rep, q0, settings, generator, recorder)
     probe = None
     if settings.start == "truth" and settings.probe_chains > 0:
         probe = _probe_modes(prior, size, measure, float(noise_std), y, settings, generator)
     seconds = (time.perf_counter() - start) / items
-    samples = torch.stack(kept, 1) if kept else torch.zeros(t, 0, 1, size, size, dtype=torch.float64)  # (T, S_chain, 1, N, N)
-    counts = torch.bincount(torch.arange(n) * batches // n, minlength=batches).to(torch.float64).view(1, batches, 1, 1, 1)
-    batch_means = (batch_total.cpu() / counts)
+    n = settings.draws
+    samples = torch.stack(recorder.kept, 1) if recorder.kept else torch.zeros(items * chains, 0, 1, size, size, dtype=torch.float64)
+    batch_means = recorder.batch_means()
     results = []
     for b in range(items):
         rows = slice(b * chains, (b + 1) * chains)
-        mean = total[rows].sum(0, keepdim=True).cpu() / (chains * n)
-        second = total_sq[rows].sum(0, keepdim=True).cpu() / (chains * n)
+        mean = recorder.total[rows].sum(0, keepdim=True).cpu() / (chains * n)
+        second = recorder.total_sq[rows].sum(0, keepdim=True).cpu() / (chains * n)
         std = (second - mean**2).clamp_min(0).sqrt()
-        item_traces = traces[rows].numpy()
-        summaries = summarize({name: item_traces[..., j] for j, name in enumerate(names)}, must_move={"mse_to_truth"})
-        rhat_max = max(s["rhat"] for s in summaries.values())
-        ess_min = min(s["ess"] for s in summaries.values())
-        item_samples = samples[rows].reshape(-1, 1, size, size)
-        diagnostics = {
-            "rhat_max": rhat_max if np.isfinite(rhat_max) else math.inf,
-            "ess_min": ess_min if np.isfinite(ess_min) else 0.0,
-            "ess_per_second": (ess_min / seconds) if np.isfinite(ess_min) and seconds > 0 else 0.0,
-            "seconds": seconds,
-            "acceptance": _item_rates(acceptance, b, chains, levels),
-            "summaries": summaries,
-            "chains": chains,
-            "draws": n,
-            "warmup": settings.warmup,
-            "temperatures": levels,
-            "start": settings.start,
-            "render_dtype": settings.render_dtype if settings.sampler == "hmc" else "float64",
-            "sampler": settings.sampler,
-        }
+        item_traces = recorder.traces[rows].numpy()
+        diagnostics = _item_diagnostics(item_traces, recorder.names, settings, seconds, _item_rates(acceptance, b, chains, levels))
         if render_error is not None:
             diagnostics["loglik_render_error"] = float(render_error[b])
         if probe is not None:
-            kept_best = float(item_traces[..., names.index("log_posterior")].max())
+            kept_best = float(item_traces[..., recorder.names.index("log_posterior")].max())
             probe_median = float(probe[b])
             diagnostics["probe"] = {
                 "chains": settings.probe_chains,
@@ -595,10 +595,33 @@ def sample_reference(
                 "kept_best_log_posterior": kept_best,
                 "multimodal": bool(probe_median > kept_best),
             }
+        item_samples = samples[rows].reshape(-1, 1, size, size)
         if truth is not None:
             diagnostics["bayes_mse"] = bayes_error_estimates(mean, std, batch_means[rows], item_samples, truth[b : b + 1].cpu())
         results.append(ReferenceResult(mean=mean, std=std, samples=item_samples, diagnostics=diagnostics))
     return results
+
+
+def _item_diagnostics(traces: np.ndarray, names: list[str], settings: ReferenceSettings, seconds: float, acceptance: dict) -> dict:
+    """One item's convergence summaries (split R-hat, bulk ESS) and how it was sampled."""
+    summaries = summarize({name: traces[..., j] for j, name in enumerate(names)}, must_move={"mse_to_truth"})
+    rhat_max = max(s["rhat"] for s in summaries.values())
+    ess_min = min(s["ess"] for s in summaries.values())
+    return {
+        "rhat_max": rhat_max if np.isfinite(rhat_max) else math.inf,
+        "ess_min": ess_min if np.isfinite(ess_min) else 0.0,
+        "ess_per_second": (ess_min / seconds) if np.isfinite(ess_min) and seconds > 0 else 0.0,
+        "seconds": seconds,
+        "acceptance": acceptance,
+        "summaries": summaries,
+        "chains": settings.chains,
+        "draws": settings.draws,
+        "warmup": settings.warmup,
+        "temperatures": settings.temperatures,
+        "start": settings.start,
+        "render_dtype": settings.render_dtype if settings.sampler == "hmc" else "float64",
+        "sampler": settings.sampler,
+    }
 
 
 def _probe_modes(
