@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -60,8 +61,15 @@ def lightning_module(method: str) -> type[L.LightningModule]:
 
 
 def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.LightningModule:
-    """Load a trained model, refusing one trained for another method or geometry."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    """Load a trained model, refusing one trained for another method or geometry.
+
+    Weights only: a checkpoint (one from the registry too) holds tensors and
+    plain values, never code to run. Lightning's checkpoints of every method
+    load with torch's default allow-list, so none is added."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: not a weights-only checkpoint, refused ({str(e).splitlines()[0]})") from None
     hp = checkpoint.get("hyper_parameters", {})
     if hp.get("method") != method:
         raise ValueError(f"{path}: checkpoint is for method {hp.get('method')!r}, asked for {method!r}")

@@ -125,3 +125,23 @@ def test_checkpoint_from_another_method_or_geometry_is_refused(tmp_path):
         load_checkpoint(path, "lgd", module.network.operator.geometry)
     with pytest.raises(ValueError, match="checkpoint geometry .* differs"):
         load_checkpoint(path, "lpd", RayTransform(16, angles=7).geometry)
+
+
+class _RunsCode:
+    """An object whose unpickling would run code: it would write the file `marker`."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    module = _module()
+    path, marker = tmp_path / "best.ckpt", tmp_path / "ran"
+    hyper = {**dict(module.hparams), "payload": _RunsCode(marker)}
+    torch.save({"hyper_parameters": hyper, "state_dict": module.state_dict()}, path)
+    with pytest.raises(ValueError, match="best.ckpt: not a weights-only checkpoint, refused"):
+        load_checkpoint(path, "lpd", module.network.operator.geometry)
+    assert not marker.exists()
