@@ -27,6 +27,8 @@ def working_tree(start: Path | None = None) -> Path:
 def main() -> None:
     try:
         root = working_tree()
+        if not (root / "tasks" / "cli.py").is_file():
+            raise NotAWorkingTree(f"{root} holds dvc.yaml but no tasks/cli.py: not a recongap working tree")
     except NotAWorkingTree as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

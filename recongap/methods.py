@@ -56,7 +56,11 @@ def registered_methods(
             checkpoint = checkpoints(name)
             if not checkpoint.exists():
                 raise DataError(f"{checkpoint}: no trained model ({missing(name)})")
-            yield name, load_checkpoint(checkpoint, name, geometry), {}
+            try:
+                module = load_checkpoint(checkpoint, name, geometry)
+            except ValueError as e:  # another method's or geometry's, or not weights only
+                raise DataError(str(e)) from None
+            yield name, module, {}
         else:
             reconstruct = method.build(operator, **getattr(params.methods, name).model_dump())
             n = params.evaluate.fit_items

@@ -27,11 +27,11 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def stale_stages(repo_root: Path = Path(".")) -> dict[str, list]:
-    """{stage: what changed} for every stage DVC would re-run."""
+def stale_stages() -> dict[str, list]:
+    """{stage: what changed} for every stage DVC would re-run in the working tree."""
     from dvc.repo import Repo
 
-    with Repo(str(repo_root)) as repo:
+    with Repo(str(tracking.repo_root())) as repo:
         return repo.status()
 
 
@@ -148,8 +148,9 @@ def reconstruct(model: str, input: Path, output: Path, samples: int = 0) -> None
 
 def report(pipelines: Path) -> None:
     """Write docs/results.md from metrics/ (the `report` stage), then list the champions."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "tasks.report"], env=env)
+    root = tracking.repo_root()  # the stage reads metrics/ and writes docs/results.md there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "tasks.report"], cwd=root, env=env)
     if done.returncode != 0:
         raise SystemExit(done.returncode)
     print("docs/results.md written from metrics/")
@@ -163,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     """`recongap COMMAND ...`: one subcommand per function above."""
     top = argparse.ArgumentParser(prog="recongap", description="recongap: learned CT reconstruction, measured against E[x|y].")
     commands = top.add_subparsers(dest="command", required=True)
-    catalogue = {"type": Path, "default": Path("pipelines.yaml"), "help": "the pipeline catalogue (default: %(default)s)"}
+    catalogue = {"type": Path, "default": None, "help": "the pipeline catalogue (default: the working tree's pipelines.yaml)"}
     commands.add_parser("status", help=status.__doc__).add_argument("--pipelines", **catalogue)
     commands.add_parser("report", help=report.__doc__).add_argument("--pipelines", **catalogue)
     rec = commands.add_parser("reconstruct", help=reconstruct.__doc__)
@@ -176,6 +177,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = vars(parser().parse_args(argv))
+    try:
+        if "pipelines" in args and args["pipelines"] is None:
+            args["pipelines"] = tracking.repo_root() / "pipelines.yaml"
+    except ConfigError as e:
+        _fail(str(e))
     {"status": status, "report": report, "reconstruct": reconstruct}[args.pop("command")](**args)
 
 

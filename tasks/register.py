@@ -68,7 +68,10 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
         return existing.version, False
 
     config = json.loads(config_file.read_text())
-    module = load_checkpoint(checkpoint, method, Geometry(**config["geometry"]))
+    try:
+        module = load_checkpoint(checkpoint, method, Geometry(**config["geometry"]))
+    except ValueError as e:  # another method's or geometry's, or not weights only
+        raise DataError(str(e)) from None
     figure = float(errors_on_split(method, module, test_file, batch_size)[1].mean())  # reported, never decides
     example = read_split(test_file).measurements[:2].astype(np.float32)
     with torch.no_grad():

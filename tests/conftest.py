@@ -11,9 +11,9 @@ import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one worker per core: one thread each, inherited by the
-    # stages they start. With torch's default (a thread per core) the pools
-    # spin-wait on shared cores: on 2 cores the suite's CPU time went from
-    # 13 to 26 minutes and its wall time from 7.4 to 15.
+    # stages they start. With torch's default (a thread per core) two workers
+    # on 2 cores took 26.1 CPU-minutes and 912 s against 12.2 and 435 s
+    # (docs/benchmarks.md, "The test suite").
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 import torch  # noqa: E402  (after the thread count is set)

@@ -25,3 +25,9 @@ def test_outside_a_repository_it_says_so(tmp_path):
 def test_a_missing_subcommand_is_a_usage_error():
     done = subprocess.run([str(COMMAND)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "status" in done.stderr and "reconstruct" in done.stderr
+
+
+def test_another_dvc_project_is_not_taken_for_a_recongap_tree(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    done = subprocess.run([str(COMMAND), "status"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "holds dvc.yaml but no tasks/cli.py" in done.stderr and "Traceback" not in done.stderr

@@ -44,7 +44,7 @@ def test_report_judges_each_step_of_the_expected_ordering(tmp_path):
     assert verdicts == {"tv beats fbp": "holds", "postproc beats tv": "fails", "lgd beats postproc": "holds", "lpd beats lgd": "tie"}
     assert "| lpd | 30.00 ± 0.10 | 0.900 ± 0.010 | 1.0e-02 | 20.00 | 32.27 / 0.940 |" in text
     # what differs from the published table is said under it, and only there
-    assert text.count("32 000 training and 3 200 test pairs") == 1 and "not the image size, the training set or the budget" in text
+    assert text.count("32 000 training and 3 200 test pairs") == 1 and "the budgets are those of the heading's scale" in text
     # every pipeline's paired ordering, step by step
     assert text.count("Ordering by test MSE, each method against the next") == 2
     orders = [line.split(": ")[1] for line in text.splitlines() if line.startswith("Ordering by test MSE")]

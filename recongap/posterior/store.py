@@ -228,10 +228,11 @@ class ReferencePosterior:
     diagnostics: list[dict]
 
 
-def read_reference(directory: str | Path, size: int) -> ReferencePosterior | None:
+def read_reference(directory: str | Path, size: int, samples: bool = True) -> ReferencePosterior | None:
     """Every item in `directory`, checked to be of size x size images; None when
     the folder is absent or empty. The stage may cover only the first items of
-    the test split, so callers compare on `indices`."""
+    the test split, so callers compare on `indices`. samples=False leaves the
+    thinned samples out (an empty tensor): the gap needs means and stds only."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
@@ -246,7 +247,7 @@ def read_reference(directory: str | Path, size: int) -> ReferencePosterior | Non
             if getattr(item, name).size != size * size:
                 raise DataError(f"{item_path(directory, i)}: {name!r} has shape {getattr(item, name).shape}, expected {size}x{size} images")
     counts = {len(item.samples) for item in items.values()}
-    if len(counts) > 1:
+    if samples and len(counts) > 1:
         raise DataError(f"{directory}: items have different sample counts {sorted(counts)}")
 
     def stacked(name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -254,5 +255,6 @@ def read_reference(directory: str | Path, size: int) -> ReferencePosterior | Non
 
     return ReferencePosterior(
         list(items), stacked("mean", (1, size, size)), stacked("std", (1, size, size)),
-        stacked("samples", (-1, 1, size, size)), [item.diagnostics for item in items.values()],
+        stacked("samples", (-1, 1, size, size)) if samples else torch.empty(len(items), 0, 1, size, size),
+        [item.diagnostics for item in items.values()],
     )

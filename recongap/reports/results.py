@@ -24,9 +24,9 @@ PUBLISHED_SETUP = {
     "dival_ellipses": (
         "DIVal's column is its published table: 128x128 images, 32 000 training and 3 200 test pairs, each method "
         "trained on its own schedule. Ours share the prior, the 30 parallel-beam angles, the 2.5% noise and the "
-        "finer measurement grid, but not the image size, the training set or the budget (the heading's scale: "
-        "`laptop` is 64x64, 4096 training pairs, 2 epochs of postproc, 3 of lgd and lpd, 1 of cwgan; README, "
-        "\"Picking a scale\"), nor the test images: the columns sit side by side, they are not paired."
+        "finer measurement grid; the image size, the training set and the budgets are those of the heading's scale "
+        "(`laptop`: 64x64, 4096 training pairs, 2 epochs of postproc, 3 of lgd and lpd; README, \"Picking a scale\"), "
+        "and the test images are others: the columns sit side by side, they are not paired."
     )
 }
 #: The ordering Adler & Öktem's comparison leads one to expect on ellipses.

@@ -65,7 +65,6 @@ def env(repo, tmp_path_factory) -> dict[str, str]:
     env = os.environ.copy()
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        PYTHONPATH=str(repo),  # the flows and stages of the copy, not of another checkout
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_API_URL=f"http://127.0.0.1:{_free_port()}/api",
@@ -76,7 +75,9 @@ def env(repo, tmp_path_factory) -> dict[str, str]:
         # the scheduler looks for deployments to schedule every second, not every minute
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
     )
-    for name in ("PREFECT_PROFILES_PATH", "MLFLOW_TRACKING_URI", "RECONGAP_ARTIFACT_LOCATION"):
+    # no PYTHONPATH: as for a user, the copy's flows and stages are found from
+    # its working tree (only the recongap package is installed)
+    for name in ("PYTHONPATH", "PREFECT_PROFILES_PATH", "MLFLOW_TRACKING_URI", "RECONGAP_ARTIFACT_LOCATION"):
         env.pop(name, None)  # the copy's own embedded stores
     return env
 

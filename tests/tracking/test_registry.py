@@ -298,6 +298,16 @@ def test_cli_status_lists_the_champion(store):
     assert "ellipses-lgd: no champion (run `dvc repro register@ellipses`)" in result.stdout
 
 
+def test_the_recongap_command_works_from_a_subfolder_of_the_tree(store):
+    """The installed command finds the tree's pipelines.yaml and DVC project from docs/ too."""
+    env = _env(store)
+    del env["PYTHONPATH"]
+    done = subprocess.run([str(Path(sys.executable).parent / "recongap"), "status"], cwd=ROOT / "docs", capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("DVC: ") and f"{NAME}@champion = version 1" in done.stdout
+    assert "ellipses-lgd: no champion" in done.stdout
+
+
 def test_a_store_inside_the_repository_is_recorded_by_its_relative_path(tmp_path):
     """reports/registry/*.json is committed: the default store at the
     repository root must not put this machine's path in it."""
