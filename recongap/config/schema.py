@@ -15,6 +15,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
+from ..operators.fbp import angle_weight
 from ..operators.geometry import Geometry
 from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
 
@@ -263,6 +264,11 @@ class ForwardConfig(Strict):
     detectors: int | None = Field(default=None, ge=1)
     source_distance: float = Field(default=4.0, gt=math.sqrt(2))
     detector_distance: float = Field(default=4.0, ge=0)
+
+    @model_validator(mode="after")
+    def _fbp_can_weight_the_range(self) -> ForwardConfig:
+        angle_weight(self.geometry_for(2))  # FBP (postproc, fbp, tv start) refuses ranges it would mis-scale
+        return self
 
     def geometry_for(self, size: int) -> Geometry:
         return Geometry(

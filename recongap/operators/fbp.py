@@ -4,8 +4,13 @@ One implementation for every backend and device: a windowed ramp filter
 applied with FFTs along the detector, then a pixel-driven back-projection with
 linear interpolation stored as a sparse matrix. For fan beam the projections
 are cosine-weighted before filtering and each (pixel, angle) term carries the
-1/U^2 distance weight (Kak & Slaney, ch. 3, equispaced detectors). Exact
-formulas hold for an angle range of pi (parallel) or 2 pi (both).
+1/U^2 distance weight (Kak & Slaney, ch. 3, equispaced detectors). Each
+angle's weight is its share of the scanned range (`angle_weight`): exact for
+a full scan, pi (parallel) or 2 pi (both); a limited-angle parallel scan
+(range < pi) back-projects the frequencies it measured at their true scale and
+leaves the missing wedge out. Ranges that measure some lines twice and others
+once (parallel between pi and 2 pi, fan-beam short scans) need redundancy
+weights this module does not have, and are refused.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
 
 #: Part of the on-disk cache key of the back-projection matrix: bump it when
 #: `backprojection_matrix` changes, or stale cached matrices would be reused.
-BACKPROJECTION_VERSION = 1
+BACKPROJECTION_VERSION = 2
 
 
 def filter_window(name: str, freq: np.ndarray) -> np.ndarray:
@@ -76,12 +81,32 @@ def detector_weights(geometry: Geometry) -> np.ndarray:
     return d / np.sqrt(d**2 + s**2)
 
 
+def angle_weight(geometry: Geometry) -> float:
+    """Quadrature weight of one angle in the FBP sum, or ValueError for a range FBP cannot weight.
+
+    Parallel beam up to pi: range / angles (the Riemann sum of the integral
+    over the scanned angles). A full 2 pi scan, parallel or fan, sees every
+    line twice: range / (2 angles), which is pi / angles again.
+    """
+    span, n_ang = geometry.resolved_angle_range, geometry.angles
+    full = 2 * math.pi
+    if geometry.kind == "parallel" and span <= math.pi:
+        return span / n_ang
+    if math.isclose(span, full, rel_tol=1e-12):
+        return full / (2 * n_ang)
+    needed = "at most pi or exactly 2 pi" if geometry.kind == "parallel" else "exactly 2 pi"
+    raise ValueError(
+        f"FBP of a {geometry.kind}-beam scan over angle_range={span:.6g} rad is not supported: "
+        f"it needs redundancy weights (need {needed})"
+    )
+
+
 def backprojection_matrix(geometry: Geometry) -> sp.csr_matrix:
-    """(n_pixels x n_data) weighted, interpolating back-projection with pi/angles."""
+    """(n_pixels x n_data) weighted, interpolating back-projection, `angle_weight` per angle."""
     nd, n_ang = geometry.resolved_detectors, geometry.angles
     px, py = geometry.pixel_centres()
     n_pix = px.size
-    scale = math.pi / n_ang
+    scale = angle_weight(geometry)
     rows, cols, vals = [], [], []
     for a, v in enumerate(geometry.vectors()):
         if geometry.kind == "parallel":
@@ -115,6 +140,7 @@ class FilteredBackProjection:
     """FBP for one geometry; call with a (B, angles*detectors) batch."""
 
     def __init__(self, geometry: Geometry) -> None:
+        angle_weight(geometry)  # refuse an unsupported range before any work
         self.geometry = geometry
         self.spacing = _iso_spacing(geometry)
         self.pre_weight = torch.from_numpy(detector_weights(geometry))

@@ -28,7 +28,8 @@ class Geometry:
     `detectors` and `detector_spacing` default to a detector that covers the
     image diagonal with one detector per pixel width (magnified for fan beam).
     `angle_range` defaults to pi for parallel beam and 2 pi for fan beam, the
-    ranges for which `fbp` is exact.
+    ranges for which `fbp` is exact (it also weights a parallel range below pi
+    and refuses the rest; see `recongap.operators.fbp.angle_weight`).
     """
 
     size: int

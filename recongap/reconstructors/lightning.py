@@ -77,7 +77,13 @@ def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.Ligh
     if trained.resolved() != geometry.resolved():
         raise ValueError(f"{path}: checkpoint geometry {trained.resolved()} differs from the data's {geometry.resolved()}")
     module = lightning_module(method)(**hp)
-    module.load_state_dict(checkpoint["state_dict"])
+    state = dict(checkpoint["state_dict"])
+    for key, value in module.state_dict().items():
+        if key not in state and key.rsplit(".", 1)[-1] == "scale":
+            # lgd/lpd checkpoints written before the step scale was stored:
+            # the scale recomputed from the operator, as they were trained
+            state[key] = value
+    module.load_state_dict(state)
     return module.eval()
 
 

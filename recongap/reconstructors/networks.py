@@ -80,13 +80,20 @@ class PostProcessing(nn.Module):
         return self.unet(self.operator.fbp(y, self.filter))
 
 
+def step_scale(operator: RayTransform) -> torch.Tensor:
+    """1/||A|| as a float64 scalar buffer: the unrolled networks' data and
+    gradients are scaled by it, and the weights were trained for this value,
+    so it is saved with them rather than recomputed at load."""
+    return torch.tensor(1.0 / operator.norm(), dtype=torch.float64)
+
+
 class LearnedGradientDescent(nn.Module):
     """x_{k+1} = x_k + G_k(x_k, A^T(A x_k - y)), from x_0 = 0, with memory channels."""
 
     def __init__(self, operator: RayTransform, iterations: int = 10, memory: int = 5, width: int = 32) -> None:
         super().__init__()
         self.operator, self.memory = operator, memory
-        self.scale = 1.0 / operator.norm()
+        self.register_buffer("scale", step_scale(operator))
         self.updates = nn.ModuleList([block(2 + memory, 1 + memory, width) for _ in range(iterations)])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -106,7 +113,7 @@ class LearnedPrimalDual(nn.Module):
     def __init__(self, operator: RayTransform, iterations: int = 10, primal: int = 5, dual: int = 5, width: int = 32) -> None:
         super().__init__()
         self.operator, self.primal, self.dual = operator, primal, dual
-        self.scale = 1.0 / operator.norm()
+        self.register_buffer("scale", step_scale(operator))
         self.dual_updates = nn.ModuleList([block(dual + 2, dual, width) for _ in range(iterations)])
         self.primal_updates = nn.ModuleList([block(primal + 1, primal, width) for _ in range(iterations)])
 

@@ -145,3 +145,19 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with pytest.raises(ValueError, match="best.ckpt: not a weights-only checkpoint, refused"):
         load_checkpoint(path, "lpd", module.network.operator.geometry)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["lgd", "lpd"])
+def test_step_scale_is_loaded_from_the_checkpoint_not_recomputed(tmp_path, name):
+    module = _module(name)
+    recomputed = float(module.network.scale)
+    assert recomputed == pytest.approx(1 / module.network.operator.norm())
+    state = module.state_dict()
+    state["network.scale"] = torch.tensor(0.125, dtype=torch.float64)  # not what the operator gives
+    path = tmp_path / "best.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": state}, path)
+    assert float(load_checkpoint(path, name, module.network.operator.geometry).network.scale) == 0.125
+
+    del state["network.scale"]  # a checkpoint written before the scale was stored
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": state}, path)
+    assert float(load_checkpoint(path, name, module.network.operator.geometry).network.scale) == recomputed
