@@ -168,17 +168,21 @@ class ReferenceBudget(Strict):
 
 
 class ReferenceParams(Strict):
-    """The MCMC reference posterior E[x|y] of each test item, and when to trust it."""
+    """The MCMC reference posterior E[x|y] of each test item, and when to trust it.
+
+    The sampler's defaults are recongap.posterior.ReferenceSettings' (a test
+    keeps them equal; importing the sampler here would cost every command
+    that reads the config 2 s): without truth parameters, start="prior"."""
 
     chains: int = Field(default=4, ge=2, description="chains per item; split R-hat needs at least 2")
-    thin: int = Field(default=10, ge=1, description="keep every thin-th draw in the stored samples")
+    thin: int = Field(default=5, ge=1, description="keep every thin-th draw in the stored samples")
     step_size: float = Field(default=0.01, gt=0, description="initial step size, adapted during warmup")
     target_accept: float = Field(default=0.8, gt=0, lt=1)
     leapfrog_steps: int = Field(default=10, ge=1, description="HMC leapfrog steps per gradient move")
     temperatures: int = Field(default=1, ge=1, description="replicas per chain for parallel tempering; 1: off")
     beta_min: float = Field(default=1e-3, gt=0, lt=1, description="likelihood exponent of the hottest replica")
     start: Literal["truth", "prior"] = Field(
-        default="truth",
+        default="prior",
         description="truth: a pilot from each item's true parameters (an exact posterior draw) tunes the kernel, "
         "then the kept chains start there with it fixed; prior: chains start from prior draws and warm up in place",
     )
@@ -189,11 +193,11 @@ class ReferenceParams(Strict):
         "float32 is faster on a CPU and its log-likelihood error is recorded per item",
     )
     probe_chains: int = Field(
-        default=2, ge=0,
+        default=0, ge=0,
         description="start=truth: chains per item from prior draws; one that fits better than the kept chains' median flags the item multimodal",
     )
     sampler: Literal["auto", "hmc", "blocks"] = Field(
-        default="auto",
+        default="hmc",
         description="hmc: gradient moves of every slot at once; blocks: one ellipse at a time with the residual kept "
         "up to date (ellipse priors without normalize_foreground, start=truth); auto: blocks where it applies, else hmc",
     )
