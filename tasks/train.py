@@ -41,22 +41,46 @@ def main() -> None:
     args = parser.parse_args()
 
     params, catalogue = load_configs(args)
+    check_arguments(args, catalogue)
+    data, settings = Path(args.data) / args.pipeline, params.train
+    module_class = lightning_module(args.method)
+    config = run_config(args, params, module_class, read_attrs(data / "train.h5")["config"]["geometry"])
+    out = Path(args.out) / args.pipeline / args.method
+    resume = may_resume(out, config)
+    L.seed_everything(settings.seed, workers=True)
+    module = module_class(args.method, config["geometry"], config["network"], lr=settings.lr, beta2=settings.beta2)
+    if args.init is not None and not resume:  # checked before anything in `out` is touched
+        try:
+            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**config["geometry"])))
+        except ValueError as e:  # another method, geometry or network shape: named in the message
+            raise DataError(f"--init {args.init}: {e}") from None
+    start_output(out, config, resume)
+
+    stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
+    mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
+    mlflow_logger.log_hyperparams({**config, "init": str(args.init)} if args.init else config)
+    trainer = make_trainer(out, config, settings, module, mlflow_logger)
+    trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=out / "last.ckpt" if resume else None)
+    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED:
+        (out / "in_progress").unlink()
+
+
+def check_arguments(args, catalogue) -> None:
+    """Refuse a method the pipeline does not train, or a bad --init, before any work."""
     if args.method not in catalogue.trained_methods:
         raise ConfigError(
             f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods} "
             f"or sampler_methods {catalogue.sampler_methods}"
         )
-    data = Path(args.data) / args.pipeline
-    geometry = read_attrs(data / "train.h5")["config"]["geometry"]
-    settings = params.train
-    sampler = args.method in catalogue.sampler_methods
-    if args.init is not None and not sampler:
+    if args.init is not None and args.method not in catalogue.sampler_methods:
         raise ConfigError(f"--init: {args.method!r} trains from scratch; only sampler_methods start from a trained model")
     if args.init is not None and not args.init.is_file():
         raise DataError(f"{args.init}: no such checkpoint (run `dvc repro train@{args.pipeline}-postproc`)")
-    module_class = lightning_module(args.method)
-    # the train keys the method reads (cwgan has its own optimiser settings)
-    used = getattr(module_class, "TRAIN_KEYS", None)
+
+
+def run_config(args, params, module_class, geometry: dict) -> dict:
+    """Everything a run's result depends on: equal configs may resume each other."""
+    used = getattr(module_class, "TRAIN_KEYS", None)  # the train keys the method reads (cwgan has its own optimiser settings)
     config = {
         "pipeline": args.pipeline,
         "method": args.method,
@@ -64,36 +88,36 @@ def main() -> None:
         "epochs": params.epochs(args.method),
         "geometry": geometry,
         "network": getattr(params.methods, args.method).model_dump(),
-        "train": settings.model_dump(include=set(used) if used else None),
+        "train": params.train.model_dump(include=set(used) if used else None),
     }
     if args.init is not None:  # its content, not its path, decides whether a run may resume
         with open(args.init, "rb") as f:
             config["init_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
+    return config
 
-    out = Path(args.out) / args.pipeline / args.method
-    config_file, last, in_progress = out / "config.json", out / "last.ckpt", out / "in_progress"
-    resume = (
-        last.exists() and in_progress.exists() and config_file.exists()
+
+def may_resume(out: Path, config: dict) -> bool:
+    """An interrupted run (marker still there) of the same config resumes from last.ckpt."""
+    config_file = out / "config.json"
+    return (
+        (out / "last.ckpt").exists() and (out / "in_progress").exists() and config_file.exists()
         and json.loads(config_file.read_text()) == config
     )
-    L.seed_everything(settings.seed, workers=True)
-    module = module_class(args.method, geometry, config["network"], lr=settings.lr, beta2=settings.beta2)
-    if args.init is not None and not resume:  # checked before anything in `out` is touched
-        try:
-            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**geometry)))
-        except ValueError as e:  # another method, geometry or network shape: named in the message
-            raise DataError(f"--init {args.init}: {e}") from None
 
+
+def start_output(out: Path, config: dict, resume: bool) -> None:
+    """Clear a folder trained for something else (or finished), then mark the run in progress."""
+    config_file = out / "config.json"
     if config_file.exists() and not resume:
         shutil.rmtree(out)  # trained for something else, finished, or never checkpointed: never resume from it
     out.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
-    in_progress.write_text("removed when this run ends; while here, a restart with the same config resumes from last.ckpt\n")
+    (out / "in_progress").write_text("removed when this run ends; while here, a restart with the same config resumes from last.ckpt\n")
 
-    stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
-    mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
-    mlflow_logger.log_hyperparams({**config, "init": str(args.init)} if args.init else config)
-    trainer = L.Trainer(
+
+def make_trainer(out: Path, config: dict, settings, module: L.LightningModule, mlflow_logger) -> L.Trainer:
+    """The Trainer: best and last checkpoints by validation PSNR, early stopping, CSV and MLflow logs."""
+    return L.Trainer(
         default_root_dir=out,
         max_epochs=config["epochs"],
         accelerator="auto",
@@ -110,9 +134,6 @@ def main() -> None:
         enable_progress_bar=True,
         enable_model_summary=False,
     )
-    trainer.fit(module, PairedDataModule(data, params.batch_size(args.method), settings.seed), ckpt_path=last if resume else None)
-    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED:
-        in_progress.unlink()
 
 
 if __name__ == "__main__":
