@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-from scipy import stats
 
 from .comparison import paired_difference, ratio_of_means
 from .datasets import derived_seed, read_split
@@ -99,44 +97,34 @@ def reference_errors(
     return errors, mcmc_var
 
 
-def _bootstrap_se(statistic: Callable, samples: tuple[np.ndarray, ...], resamples: int, seed: int) -> float:
-    """Bootstrap standard error over items (paired when several samples)."""
-    if samples[0].shape[0] < 2:
-        return float("nan")
-    result = stats.bootstrap(
-        samples, statistic, paired=True, vectorized=True, n_resamples=resamples, method="percentile", random_state=seed
-    )
-    return float(result.standard_error)
+def _mean_stderr(values: torch.Tensor) -> float:
+    """Standard error of a mean over items (NaN with one item)."""
+    return float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else math.nan
 
 
-def bayes_mse_estimate(errors: torch.Tensor, mcmc_var: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+def bayes_mse_estimate(errors: torch.Tensor, mcmc_var: torch.Tensor) -> dict[str, float]:
     """E||E[x|y] - x||^2 from per-item MCMC estimates: the mean, and a standard
-    error joining the bootstrap over items and the MCMC error."""
-    e = errors.double().numpy()
-    se_items = _bootstrap_se(lambda a, axis: a.mean(axis), (e,), resamples, seed)
-    se_mcmc = math.sqrt(float(mcmc_var.sum())) / len(e)
-    return {"mean": float(e.mean()), "stderr": math.hypot(se_items, se_mcmc), "stderr_mcmc": se_mcmc}
+    error joining the spread over items and the MCMC error."""
+    e = errors.double()
+    se_mcmc = math.sqrt(float(mcmc_var.sum())) / e.numel()
+    return {"mean": float(e.mean()), "stderr": math.hypot(_mean_stderr(e), se_mcmc), "stderr_mcmc": se_mcmc}
 
 
-def gap_to_reference(
-    method_errors: torch.Tensor, bayes_errors: torch.Tensor, bayes_mcmc_var: torch.Tensor, resamples: int = 2000, seed: int = 0
-) -> dict[str, dict[str, float]]:
+def gap_to_reference(method_errors: torch.Tensor, bayes_errors: torch.Tensor, bayes_mcmc_var: torch.Tensor) -> dict[str, dict[str, float]]:
     """A method's `mse`, `normalized_error` (ratio of means) and `gap` (difference of
     means) against an MCMC reference on the same items, each with a standard error:
-    a paired bootstrap over items, plus the reference's MCMC error propagated."""
-    a, b = method_errors.double().numpy(), bayes_errors.double().numpy()
+    paired over items, as every comparison of the project is
+    (recongap.comparison), plus the reference's MCMC error propagated."""
+    a, b = method_errors.double(), bayes_errors.double()
     if a.shape != b.shape:
-        raise ValueError(f"method errors {a.shape} and reference errors {b.shape} must cover the same items")
+        raise ValueError(f"method errors {tuple(a.shape)} and reference errors {tuple(b.shape)} must cover the same items")
     bayes = float(b.mean())
-    ratio = float(a.mean()) / bayes
-    mcmc_se = math.sqrt(float(bayes_mcmc_var.sum())) / len(b)  # of the mean Bayes MSE
-    se_mse = _bootstrap_se(lambda x, axis: x.mean(axis), (a,), resamples, seed)
-    se_ratio = _bootstrap_se(lambda x, y, axis: x.mean(axis) / y.mean(axis), (a, b), resamples, seed)
-    se_gap = _bootstrap_se(lambda x, y, axis: (x - y).mean(axis), (a, b), resamples, seed)
+    mcmc_se = math.sqrt(float(bayes_mcmc_var.sum())) / b.numel()  # of the mean Bayes MSE
+    ratio, gap = ratio_of_means(a, b), paired_difference(a, b)
     return {
-        "mse": {"mean": float(a.mean()), "stderr": se_mse},
-        "normalized_error": {"mean": ratio, "stderr": math.hypot(se_ratio, ratio * mcmc_se / bayes)},
-        "gap": {"mean": float(a.mean()) - bayes, "stderr": math.hypot(se_gap, mcmc_se)},
+        "mse": {"mean": float(a.mean()), "stderr": _mean_stderr(a)},
+        "normalized_error": {"mean": ratio["mean"], "stderr": math.hypot(ratio["stderr"], ratio["mean"] * mcmc_se / bayes)},
+        "gap": {"mean": gap["mean"], "stderr": math.hypot(gap["stderr"], mcmc_se)},
     }
 
 

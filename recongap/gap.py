@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config.schema import ReferenceParams
@@ -43,7 +42,7 @@ class MCMCReference:
 
     def entry(self) -> dict:
         """The `reference` entry of the metrics: Bayes MSE and convergence."""
-        bayes = bayes_mse_estimate(self.errors, self.mcmc_var, self.settings.bootstrap_resamples, self.settings.seed)
+        bayes = bayes_mse_estimate(self.errors, self.mcmc_var)
         rhat = [float(d["rhat_max"]) for d in self.diagnostics if d.get("rhat_max") is not None]
         ess = [float(d["ess_min"]) for d in self.diagnostics if d.get("ess_min") is not None]
         eps = [float(d["ess_per_second"]) for d in self.diagnostics if d.get("ess_per_second") is not None]
@@ -83,9 +82,7 @@ class MCMCReference:
     def gap(self, estimate: torch.Tensor) -> dict:
         """A method's mse / normalized_error / gap on the reference items."""
         k = len(self.indices)
-        out = gap_to_reference(
-            mse(estimate[:k], self.truth), self.errors, self.mcmc_var, self.settings.bootstrap_resamples, self.settings.seed
-        )
+        out = gap_to_reference(mse(estimate[:k], self.truth), self.errors, self.mcmc_var)
         return {**out, "items": k, "reliable": self.reliable}
 
     def as_method(self) -> dict:

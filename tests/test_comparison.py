@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from recongap.comparison import claim, compare, improvement_beyond_margin, ordering, paired_difference, pairwise, verdict
-from recongap.evaluation import normalized_error
+from recongap.evaluation import gap_to_reference, normalized_error
 
 
 def _per_item(n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -82,6 +82,26 @@ def test_normalized_error_pairs_each_item_with_its_own_bayes_error():
     assert paired["stderr"] == pytest.approx(boot.standard_error, rel=0.15)
     # one Bayes figure for every item: the ratio's error is the errors' standard error over it
     assert unpaired["stderr"] == pytest.approx(float(errors.std() / math.sqrt(200) / bayes.mean()))
+
+
+def test_gap_to_an_mcmc_reference_is_paired_plus_the_reference_error():
+    g = torch.Generator().manual_seed(4)
+    bayes = torch.exp(torch.randn(100, generator=g, dtype=torch.float64))
+    method = 1.3 * bayes * (1 + 0.1 * torch.randn(100, generator=g, dtype=torch.float64))
+    exact = gap_to_reference(method, bayes, torch.zeros(100))
+    assert exact["gap"]["mean"] == pytest.approx(float((method - bayes).mean()))
+    assert exact["gap"]["stderr"] == pytest.approx(float((method - bayes).std() / 10))
+    # pairing: far tighter than the two means' separate errors
+    assert exact["gap"]["stderr"] < float(method.std() / 10) / 2
+    boot = stats.bootstrap((method.numpy(), bayes.numpy()), lambda e, b, axis: e.mean(axis) / b.mean(axis),
+                           paired=True, vectorized=True, n_resamples=4000, random_state=0)
+    assert exact["normalized_error"]["stderr"] == pytest.approx(boot.standard_error, rel=0.15)
+    # the reference's own Monte-Carlo error adds in quadrature
+    noisy = gap_to_reference(method, bayes, torch.full((100,), 0.09))  # se of the mean Bayes MSE: sqrt(9)/100
+    assert noisy["gap"]["stderr"] == pytest.approx(math.hypot(exact["gap"]["stderr"], 0.03))
+    assert noisy["mse"] == exact["mse"]
+    with pytest.raises(ValueError, match="must cover the same items"):
+        gap_to_reference(method[:5], bayes, torch.zeros(100))
 
 
 def test_promotion_needs_the_margin_cleared_beyond_two_paired_standard_errors():

@@ -47,7 +47,7 @@ def _summary(tmp_path, rhats: list[float], multimodal: tuple[int, ...] = (), exa
                "seconds_per_image": 0.01, "chosen": {}, "shepp_logan": {"psnr": 18.0}}
         for name in estimates
     }
-    mcmc = MCMCReference(tmp_path / "reference", truth, ReferenceParams(bootstrap_resamples=200))
+    mcmc = MCMCReference(tmp_path / "reference", truth, ReferenceParams())
     closed_form = None
     if exact_variance is not None:  # an exact posterior: the errors of each item against its own exact variance
         closed_form = {"kind": "closed_form", "bayes_mse": float(exact_variance.mean())}

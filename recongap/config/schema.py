@@ -208,7 +208,6 @@ class ReferenceParams(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     rhat_max: float = Field(default=1.01, gt=1, description="items with a larger split R-hat are flagged")
     ess_min: float = Field(default=400, gt=0, description="items with a smaller bulk ESS are flagged")
-    bootstrap_resamples: int = Field(default=2000, ge=100, description="bootstrap over test items for standard errors")
     budgets: dict[ScaleName, ReferenceBudget] = {
         "smoke": ReferenceBudget(items=2, warmup=4, draws=10, leapfrog_steps=2),
         "laptop": ReferenceBudget(items=4, warmup=20, draws=40, leapfrog_steps=3),

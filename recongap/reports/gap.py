@@ -43,7 +43,7 @@ def gap_markdown(summary: dict) -> str:
             f"# {summary['pipeline']} — generalization gap (scale `{summary['scale']}`, {mcmc['items']} test items)",
             "",
             normalized + "with E[x|y] the MCMC posterior mean of the very prior that made the data. "
-            "± is one standard error: bootstrap over test items plus the Monte-Carlo error of the reference.",
+            "± is one standard error: paired over test items, plus the Monte-Carlo error of the reference.",
             "",
         ]
     lines += [
