@@ -563,17 +563,29 @@ def sample_reference(
     recorder = _DrawRecorder(target, cold, settings, prior, truth, items * chains, size, device)
     render_error = None
     if render_dtype != torch.float64 and settings.sampler == "hmc":
-        # what single precision moves: the log-likelihood at the starting states, against float64
-        exact = _Target(prior, size, measure, float(noise_std), y_rep)
-        with torch.no_grad():
-            render_error = (target.log_likelihood(q0) - exact.log_likelihood(q0)).abs()[cold].view(items, chains).amax(1).cpu()
+        render_error = _render_error(target, _Target(prior, size, measure, float(noise_std), y_rep), q0, cold, items, chains)
     start = time.perf_counter()
     acceptance = _run_chains(prior, target, measure, float(noise_std), y_rep, q0, settings, generator, recorder)
     probe = None
     if settings.start == "truth" and settings.probe_chains > 0:
         probe = _probe_modes(prior, size, measure, float(noise_std), y, settings, generator)
     seconds = (time.perf_counter() - start) / items
-    n = settings.draws
+    return _item_results(recorder, settings, acceptance, render_error, probe, truth, items, size, seconds)
+
+
+def _render_error(target: _Target, exact: _Target, q0: torch.Tensor, cold: torch.Tensor, items: int, chains: int) -> torch.Tensor:
+    """What single precision moves: per item, the largest |log-likelihood
+    error| over its chains' starting states, against float64."""
+    with torch.no_grad():
+        return (target.log_likelihood(q0) - exact.log_likelihood(q0)).abs()[cold].view(items, chains).amax(1).cpu()
+
+
+def _item_results(
+    recorder: _DrawRecorder, settings: ReferenceSettings, acceptance, render_error: torch.Tensor | None,
+    probe: torch.Tensor | None, truth: torch.Tensor | None, items: int, size: int, seconds: float,
+) -> list[ReferenceResult]:
+    """Each item's posterior mean, std, kept samples and diagnostics from its chains' records."""
+    chains, levels, n = settings.chains, settings.temperatures, settings.draws
     samples = torch.stack(recorder.kept, 1) if recorder.kept else torch.zeros(items * chains, 0, 1, size, size, dtype=torch.float64)
     batch_means = recorder.batch_means()
     results = []
