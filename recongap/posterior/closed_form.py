@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..operators import RayTransform
+from ..operators import LinearOperator
 from ..priors import GaussianFieldPrior, GaussianMixturePrior
 from .gaussian import GaussianPosterior
 from .gaussian_mixture import GaussianMixturePosterior
 
 
-def closed_form_posterior(prior: object, operator: RayTransform, noise_std: float) -> GaussianPosterior | GaussianMixturePosterior | None:
+def closed_form_posterior(prior: object, operator: LinearOperator, noise_std: float) -> GaussianPosterior | GaussianMixturePosterior | None:
     """The exact posterior (mean(y), pixel_std(y), sample) of a Gaussian or
     Gaussian-mixture prior; None for a prior without one (ellipses)."""
     if isinstance(prior, GaussianFieldPrior):

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from ..operators import RayTransform
+from ..operators import LinearOperator
 
 
 class GaussianMoments(Protocol):
@@ -40,8 +40,8 @@ class GaussianMoments(Protocol):
 class GaussianPosterior:
     """Closed-form posterior mean, pixel variances, evidence and exact draws, in float64."""
 
-    def __init__(self, prior: GaussianMoments, operator: RayTransform, noise_std: float) -> None:
-        n, m = prior.size, operator.range_shape[0] * operator.range_shape[1]
+    def __init__(self, prior: GaussianMoments, operator: LinearOperator, noise_std: float) -> None:
+        n, m = prior.size, math.prod(operator.range_shape)
         if operator.domain_shape != (n, n):
             raise ValueError(f"prior is {n}x{n} but the operator maps {operator.domain_shape} images")
         self.prior, self.operator, self.noise_std = prior, operator, float(noise_std)

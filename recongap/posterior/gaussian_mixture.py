@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..operators import RayTransform
+from ..operators import LinearOperator
 from ..priors.gaussian_mixture import GaussianMixturePrior
 from .gaussian import GaussianPosterior
 
@@ -22,7 +22,7 @@ from .gaussian import GaussianPosterior
 class GaussianMixturePosterior:
     """Posterior weights, mean, pixel variances and exact draws, in float64."""
 
-    def __init__(self, prior: GaussianMixturePrior, operator: RayTransform, noise_std: float) -> None:
+    def __init__(self, prior: GaussianMixturePrior, operator: LinearOperator, noise_std: float) -> None:
         self.prior = prior
         self.components = [GaussianPosterior(c, operator, noise_std) for c in prior.components]
 

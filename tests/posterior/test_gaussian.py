@@ -7,15 +7,24 @@ import math
 import pytest
 import torch
 
-from recongap.operators import RayTransform
+from recongap.operators import Blur, RayTransform, SinglePixel, UndersampledFourier
 from recongap.posterior import GaussianPosterior
 from recongap.priors import GaussianFieldPrior
 
 
-@pytest.fixture(scope="module")
-def setting():
+#: the closed form needs only the operator interface: every 2-D kind
+OPERATORS = {
+    "ct": lambda: RayTransform(8, angles=5),
+    "single_pixel": lambda: SinglePixel(8, 20),
+    "mri": lambda: UndersampledFourier.cartesian(8, 2),
+    "blur": lambda: Blur.gaussian(8, 1.0),
+}
+
+
+@pytest.fixture(scope="module", params=list(OPERATORS))
+def setting(request):
     prior = GaussianFieldPrior(8, mean=0.5, std=0.3, length_scale=0.3, nugget=1e-3)
-    op = RayTransform(8, angles=5)
+    op = OPERATORS[request.param]()
     return prior, op, GaussianPosterior(prior, op, noise_std=0.05)
 
 
