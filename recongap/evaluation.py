@@ -97,24 +97,22 @@ def reference_errors(
     return errors, mcmc_var
 
 
-def _mean_stderr(values: torch.Tensor) -> float:
-    """Standard error of a mean over items (NaN with one item)."""
-    return float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else math.nan
-
-
 def bayes_mse_estimate(errors: torch.Tensor, mcmc_var: torch.Tensor) -> dict[str, float]:
     """E||E[x|y] - x||^2 from per-item MCMC estimates: the mean, and a standard
-    error joining the spread over items and the MCMC error."""
+    error joining the spread over items and the MCMC error. (The spread over
+    items already holds part of the MCMC noise, so adding it again errs on the
+    large side: a conservative error bar.)"""
     e = errors.double()
     se_mcmc = math.sqrt(float(mcmc_var.sum())) / e.numel()
-    return {"mean": float(e.mean()), "stderr": math.hypot(_mean_stderr(e), se_mcmc), "stderr_mcmc": se_mcmc}
+    return {"mean": float(e.mean()), "stderr": math.hypot(_mean_and_error(e)["stderr"], se_mcmc), "stderr_mcmc": se_mcmc}
 
 
 def gap_to_reference(method_errors: torch.Tensor, bayes_errors: torch.Tensor, bayes_mcmc_var: torch.Tensor) -> dict[str, dict[str, float]]:
     """A method's `mse`, `normalized_error` (ratio of means) and `gap` (difference of
     means) against an MCMC reference on the same items, each with a standard error:
     paired over items, as every comparison of the project is
-    (recongap.comparison), plus the reference's MCMC error propagated."""
+    (recongap.comparison), plus the reference's MCMC error propagated
+    (conservative, as in bayes_mse_estimate)."""
     a, b = method_errors.double(), bayes_errors.double()
     if a.shape != b.shape:
         raise ValueError(f"method errors {tuple(a.shape)} and reference errors {tuple(b.shape)} must cover the same items")
@@ -122,7 +120,7 @@ def gap_to_reference(method_errors: torch.Tensor, bayes_errors: torch.Tensor, ba
     mcmc_se = math.sqrt(float(bayes_mcmc_var.sum())) / b.numel()  # of the mean Bayes MSE
     ratio, gap = ratio_of_means(a, b), paired_difference(a, b)
     return {
-        "mse": {"mean": float(a.mean()), "stderr": _mean_stderr(a)},
+        "mse": _mean_and_error(a),
         "normalized_error": {"mean": ratio["mean"], "stderr": math.hypot(ratio["stderr"], ratio["mean"] * mcmc_se / bayes)},
         "gap": {"mean": gap["mean"], "stderr": math.hypot(gap["stderr"], mcmc_se)},
     }

@@ -15,6 +15,7 @@ refused before anything in the output folder changes.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -22,9 +23,11 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from recongap.config import ConfigError
+from recongap.config.schema import Params, Pipelines, TrainParams
 from recongap.datasets import DataError, read_attrs
 from recongap.operators import Geometry
 from recongap.reconstructors.lightning import PairedDataModule, lightning_module, load_checkpoint
@@ -65,7 +68,7 @@ def main() -> None:
         (out / "in_progress").unlink()
 
 
-def check_arguments(args, catalogue) -> None:
+def check_arguments(args: argparse.Namespace, catalogue: Pipelines) -> None:
     """Refuse a method the pipeline does not train, or a bad --init, before any work."""
     if args.method not in catalogue.trained_methods:
         raise ConfigError(
@@ -78,7 +81,7 @@ def check_arguments(args, catalogue) -> None:
         raise DataError(f"{args.init}: no such checkpoint (run `dvc repro train@{args.pipeline}-postproc`)")
 
 
-def run_config(args, params, module_class, geometry: dict) -> dict:
+def run_config(args: argparse.Namespace, params: Params, module_class: type[L.LightningModule], geometry: dict) -> dict:
     """Everything a run's result depends on: equal configs may resume each other."""
     used = getattr(module_class, "TRAIN_KEYS", None)  # the train keys the method reads (cwgan has its own optimiser settings)
     config = {
@@ -115,7 +118,7 @@ def start_output(out: Path, config: dict, resume: bool) -> None:
     (out / "in_progress").write_text("removed when this run ends; while here, a restart with the same config resumes from last.ckpt\n")
 
 
-def make_trainer(out: Path, config: dict, settings, module: L.LightningModule, mlflow_logger) -> L.Trainer:
+def make_trainer(out: Path, config: dict, settings: TrainParams, module: L.LightningModule, mlflow_logger: Logger) -> L.Trainer:
     """The Trainer: best and last checkpoints by validation PSNR, early stopping, CSV and MLflow logs."""
     return L.Trainer(
         default_root_dir=out,

@@ -1,5 +1,9 @@
 """`LinearOperator`: what every forward problem gives the methods and the reference.
 
+(So far the closed-form Gaussian posterior works through this interface alone;
+the learned methods, FBP, TV and the MCMC reference still take a
+`RayTransform`, and the pipelines are CT only: issue 20.)
+
 A linear map A from images (B, 1, *domain_shape) to data (B, 1, *range_shape),
 real tensors of either float precision on any device, with
 

@@ -27,12 +27,17 @@ def gaussian_kernel(size: int, std: float) -> np.ndarray:
 
 
 def motion_kernel(size: int, length: int, angle: float) -> np.ndarray:
-    """(size, size) uniform segment of `length` pixels at `angle` radians through (0, 0), wrapping, summing to 1."""
+    """(size, size) uniform segment `length` pixels long at `angle` radians, centred on (0, 0),
+    wrapping, summing to 1: each pixel weighted by the length of segment inside it."""
     if length < 1:
         raise ValueError(f"blur: motion length must be >= 1 pixel, got {length}")
     k = np.zeros((size, size))
-    for s in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
-        k[int(round(s * math.sin(angle))) % size, int(round(s * math.cos(angle))) % size] = 1.0
+    # 8 samples per pixel of length along the segment, each counted in its nearest pixel:
+    # a pixel's weight is the length of segment inside it
+    along = (np.arange(8 * length) + 0.5) / 8 - length / 2
+    rows = np.floor(along * math.sin(angle) + 0.5).astype(int) % size
+    cols = np.floor(along * math.cos(angle) + 0.5).astype(int) % size
+    np.add.at(k, (rows, cols), 1.0)
     return k / k.sum()
 
 
@@ -56,6 +61,11 @@ class Blur(LinearOperator):
     @classmethod
     def motion(cls, size: int, length: int, angle: float = 0.0, alpha: float = 1e-3) -> "Blur":
         return cls(motion_kernel(size, length, angle), alpha)
+
+    @property
+    def transfer(self) -> torch.Tensor:
+        """K, the kernel's 2-D DFT (complex128, CPU)."""
+        return self._transfer
 
     @property
     def domain_shape(self) -> tuple[int, int]:

@@ -53,6 +53,8 @@ class Geometry:
                 f"fan beam needs source_distance > sqrt(2) (outside the image), "
                 f"got {self.source_distance}"
             )
+        if self.angle_range is not None and not 0 < self.angle_range <= 2 * math.pi:
+            raise ValueError(f"angle_range must be in (0, 2 pi] radians, got {self.angle_range}")
         if self.detectors is not None and int(self.detectors) < 1:
             raise ValueError(f"detectors must be >= 1, got {self.detectors}")
         if self.detector_spacing is not None and self.detector_spacing <= 0:

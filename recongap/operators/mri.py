@@ -6,6 +6,12 @@ centre, or a radial one of spokes through the centre. The data are the real
 and imaginary parts of the kept coefficients, (2, K): the operator is a real
 linear map, so its adjoint is Re(F^H S^T z) with z = real + i imaginary, and
 the zero-filled inverse FFT is that adjoint (first reconstruction).
+
+What follows from a real image: its spectrum is Hermitian, so a frequency
+measured without its mirror (an asymmetric Cartesian mask) comes back at half
+its amplitude in the zero-filled reconstruction, A A^T is not the identity,
+and the imaginary parts at the DC and Nyquist points are zero for every image
+(those data entries hold noise only).
 """
 
 from __future__ import annotations
@@ -72,6 +78,11 @@ class UndersampledFourier(LinearOperator):
     @classmethod
     def radial(cls, size: int, spokes: int) -> "UndersampledFourier":
         return cls(radial_mask(size, spokes))
+
+    @property
+    def kept_indices(self) -> torch.Tensor:
+        """Flat indices, in the unshifted FFT grid, of the sampled points (the data's order)."""
+        return self._kept
 
     @property
     def domain_shape(self) -> tuple[int, int]:

@@ -60,19 +60,19 @@ class SinglePixel(LinearOperator):
     def range_shape(self) -> tuple[int, int]:
         return (1, self.patterns)
 
-    def _on(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _walsh_and_kept_on(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (str(like.device), like.dtype)
         if key not in self._cache:
             self._cache[key] = (torch.from_numpy(self._walsh).to(like.device, like.dtype), self._kept.to(like.device))
         return self._cache[key]
 
     def _forward_flat(self, x: torch.Tensor) -> torch.Tensor:
-        w, kept = self._on(x)
+        w, kept = self._walsh_and_kept_on(x)
         coefficients = w @ x.detach().reshape(-1, self.size, self.size) @ w.T
         return coefficients.flatten(1)[:, kept]
 
     def _adjoint_flat(self, y: torch.Tensor) -> torch.Tensor:
-        w, kept = self._on(y)
+        w, kept = self._walsh_and_kept_on(y)
         full = y.new_zeros(y.shape[0], self.size * self.size)
         full[:, kept] = y.detach()
         return (w.T @ full.view(-1, self.size, self.size) @ w).flatten(1)

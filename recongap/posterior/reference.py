@@ -581,7 +581,7 @@ def _render_error(target: _Target, exact: _Target, q0: torch.Tensor, cold: torch
 
 
 def _item_results(
-    recorder: _DrawRecorder, settings: ReferenceSettings, acceptance, render_error: torch.Tensor | None,
+    recorder: _DrawRecorder, settings: ReferenceSettings, acceptance: dict[str, torch.Tensor], render_error: torch.Tensor | None,
     probe: torch.Tensor | None, truth: torch.Tensor | None, items: int, size: int, seconds: float,
 ) -> list[ReferenceResult]:
     """Each item's posterior mean, std, kept samples and diagnostics from its chains' records."""

@@ -32,6 +32,14 @@ class ReconstructionModule(L.LightningModule):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.network(y)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """lgd/lpd checkpoints written before the step scale was stored get the
+        scale recomputed from the operator, as they were trained; Lightning
+        calls this on resume, `load_checkpoint` on every other load."""
+        state = checkpoint["state_dict"]
+        if isinstance(getattr(self.network, "scale", None), torch.Tensor) and "network.scale" not in state:
+            state["network.scale"] = self.network.scale
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         y, x = batch
         loss = mse(self(y), x).mean()
@@ -77,13 +85,8 @@ def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.Ligh
     if trained.resolved() != geometry.resolved():
         raise ValueError(f"{path}: checkpoint geometry {trained.resolved()} differs from the data's {geometry.resolved()}")
     module = lightning_module(method)(**hp)
-    state = dict(checkpoint["state_dict"])
-    for key, value in module.state_dict().items():
-        if key not in state and key.rsplit(".", 1)[-1] == "scale":
-            # lgd/lpd checkpoints written before the step scale was stored:
-            # the scale recomputed from the operator, as they were trained
-            state[key] = value
-    module.load_state_dict(state)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..operators import RayTransform
+from ..operators import LinearOperator, RayTransform
 
 
 def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential:
@@ -80,7 +80,7 @@ class PostProcessing(nn.Module):
         return self.unet(self.operator.fbp(y, self.filter))
 
 
-def step_scale(operator: RayTransform) -> torch.Tensor:
+def step_scale(operator: LinearOperator) -> torch.Tensor:
     """1/||A|| as a float64 scalar buffer: the unrolled networks' data and
     gradients are scaled by it, and the weights were trained for this value,
     so it is saved with them rather than recomputed at load."""

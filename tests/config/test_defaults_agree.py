@@ -47,3 +47,19 @@ def test_schema_defaults_are_the_library_defaults(model, library):
 
 def test_default_reference_settings_pass_the_library_checks():
     ReferenceSettings(**{k: v for k, v in schema.ReferenceParams().model_dump().items() if k in dataclass_defaults(ReferenceSettings)})
+
+
+@pytest.mark.parametrize(
+    "model, library",
+    [
+        (schema.PostProcessingParams, PostProcessing),
+        (schema.LGDParams, LearnedGradientDescent),
+        (schema.LPDParams, LearnedPrimalDual),
+        (schema.TVParams, TVReconstructor),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_every_option_the_schema_passes_is_one_the_library_takes(model, library):
+    """A renamed parameter on either side fails here, not in a stage."""
+    passed = set(model().model_dump())
+    assert passed <= set(signature_defaults(library)), passed - set(signature_defaults(library))

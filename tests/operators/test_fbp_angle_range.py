@@ -55,9 +55,15 @@ def test_parallel_full_turn_matches_half_turn():
     "kind, span",
     [("parallel", 1.5 * math.pi), ("fan", math.pi + 0.8), ("fan", math.pi / 2)],
 )
-def test_ranges_needing_redundancy_weights_are_refused_before_any_work(kind, span):
+def test_ranges_needing_redundancy_weights_are_refused_by_fbp_and_by_the_config(kind, span):
     op = RayTransform(16, angles=12, geometry=kind, angle_range=span)
     with pytest.raises(ValueError, match="angle_range=.*redundancy weights"):
         op.fbp(torch.zeros(1, 1, *op.geometry.data_shape))
     with pytest.raises(ValidationError, match="angle_range"):
         ForwardConfig(geometry=kind, angles=12, angle_range=span)
+
+
+@pytest.mark.parametrize("span", [0.0, -1.0, 7.0])
+def test_a_range_outside_zero_to_two_pi_is_refused_by_the_geometry(span):
+    with pytest.raises(ValueError, match=r"angle_range must be in \(0, 2 pi\]"):
+        Geometry(size=8, angle_range=span)

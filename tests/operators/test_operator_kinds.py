@@ -129,7 +129,10 @@ def test_mri_zero_filled_inverse_is_exact_on_a_full_mask_and_the_adjoint_otherwi
     op = UndersampledFourier.radial(16, 6)
     assert op.mask[8, 8] and 0 < op.samples < 256  # spokes cross at the centre
     y = op(x)
-    assert torch.allclose(op.first_reconstruction(y), op.adjoint(y))
+    # zero-filled inverse FFT computed independently, with numpy on the centred mask
+    k = np.fft.fftshift(np.fft.fft2(x.numpy()[:, 0], norm="ortho"), axes=(-2, -1)) * op.mask
+    zero_filled = np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho").real
+    assert np.allclose(op.first_reconstruction(y)[:, 0].numpy(), zero_filled, atol=1e-12)
     # data in FFT order, the DC coefficient first: real, the image sum over N
     assert float(y[0, 0, 0, 0]) == pytest.approx(float(x[0].sum()) / 16) and abs(float(y[0, 0, 1, 0])) < 1e-12
     with pytest.raises(ValueError, match="square 2-D boolean"):
@@ -140,7 +143,16 @@ def test_mri_zero_filled_inverse_is_exact_on_a_full_mask_and_the_adjoint_otherwi
 # --- deblurring -----------------------------------------------------------------------
 def test_blur_kernels_keep_the_mean_and_tikhonov_undoes_most_of_the_blur():
     assert gaussian_kernel(16, 2.0).sum() == pytest.approx(1) and motion_kernel(16, 5, 0.0)[0].sum() == pytest.approx(1)
-    assert np.count_nonzero(motion_kernel(16, 5, 0.0)) == 5  # a horizontal segment of 5 pixels
+    offset = np.where(np.arange(16) < 8, np.arange(16), np.arange(16) - 16)  # 0, 1, ..., -1: wrap-around
+    for length in (1, 2, 4, 5, 6):
+        for angle in (0.0, np.pi / 4, 1.0):
+            k = motion_kernel(16, length, angle)
+            along = np.cos(angle) * offset[None, :] + np.sin(angle) * offset[:, None]
+            across = -np.sin(angle) * offset[None, :] + np.cos(angle) * offset[:, None]
+            # a uniform segment of this length: variance length^2 / 12 along it (the pixel grid moves it by < 1/4), ~none across
+            assert (k * along**2).sum() == pytest.approx(length**2 / 12, abs=0.25), (length, angle)
+            assert (k * across**2).sum() < 0.2, (length, angle)
+    assert np.count_nonzero(motion_kernel(16, 5, 0.0)) == 5 and np.allclose(motion_kernel(16, 5, np.pi / 4), motion_kernel(16, 5, np.pi / 4).T)
     op = Blur.gaussian(32, 1.0, alpha=1e-6)
     flat = torch.full((1, 1, 32, 32), 0.7, dtype=torch.float64)
     assert torch.allclose(op(flat), flat) and op.norm() == pytest.approx(1.0)

@@ -161,3 +161,23 @@ def test_step_scale_is_loaded_from_the_checkpoint_not_recomputed(tmp_path, name)
     del state["network.scale"]  # a checkpoint written before the scale was stored
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": state}, path)
     assert float(load_checkpoint(path, name, module.network.operator.geometry).network.scale) == recomputed
+
+
+def test_an_interrupted_run_from_before_the_stored_step_scale_resumes(tmp_path):
+    """Lightning's own resume (trainer.fit(ckpt_path=...)) loads strictly: the hook fills the scale."""
+    import lightning as L
+
+    module = _module("lgd")
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    y = module.network.operator(torch.rand(4, 1, 16, 16))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(y, torch.rand(4, 1, 16, 16)), batch_size=2)
+    trainer.fit(module, data, data)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    old = torch.load(path, weights_only=True)
+    del old["state_dict"]["network.scale"]  # as written before the scale was stored
+    torch.save(old, path)
+    again = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    resumed = _module("lgd")
+    again.fit(resumed, data, data, ckpt_path=path)
+    assert again.current_epoch == 2 and float(resumed.network.scale) == float(module.network.scale)
