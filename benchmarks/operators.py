@@ -2,6 +2,7 @@
 
     python -m benchmarks.operators            # CPU: 128x128, 30 angles, batch 64
     python -m benchmarks.operators --repeats 3
+    python -m benchmarks.operators --only kinds
 
 Prints one JSON line: images/s per RayTransform backend and direction, and
 each backend's ratio to ASTRA; then (`kinds`) every other forward problem at
@@ -103,12 +104,17 @@ def kinds(device: str, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", choices=("ct", "kinds"), help="the ray transform's backends, or the other kinds; default both")
     args = parser.parse_args()
-    result = {"benchmark": "operators", "machine": machine(), "cpu": throughput(128, 30, 64, "cpu", args.repeats)}
-    result["kinds"] = {"cpu": kinds("cpu", args.repeats)}
-    if torch.cuda.is_available():
-        result["gpu"] = throughput(256, 256, 128, "cuda", args.repeats)
-        result["kinds"]["cuda"] = kinds("cuda", args.repeats)
+    result: dict = {"benchmark": "operators", "machine": machine()}
+    if args.only != "kinds":
+        result["cpu"] = throughput(128, 30, 64, "cpu", args.repeats)
+        if torch.cuda.is_available():
+            result["gpu"] = throughput(256, 256, 128, "cuda", args.repeats)
+    if args.only != "ct":
+        result["kinds"] = {"cpu": kinds("cpu", args.repeats)}
+        if torch.cuda.is_available():
+            result["kinds"]["cuda"] = kinds("cuda", args.repeats)
     print(json.dumps(result))
 
 
