@@ -28,7 +28,6 @@ from recongap.config.schema import CWGANParams
 from recongap.datasets import PairedDataset, read_attrs
 from recongap.metrics import psnr
 from recongap.reconstructors.cwgan import CWGANModule
-from recongap.operators import Geometry
 from recongap.reconstructors.lightning import PairedDataModule, load_checkpoint
 from recongap.uncertainty import credible_coverage, draw_samples, pixel_std
 
@@ -43,7 +42,7 @@ def screen(data: Path, overrides: dict, batches: int, items: int, samples: int, 
     L.seed_everything(params.train.seed)
     module = CWGANModule("cwgan", geometry, options)
     if init is not None:  # a checkpoint of another method, geometry or size: ValueError naming both
-        module.start_from(load_checkpoint(init, "postproc", Geometry(**geometry)))
+        module.start_from(load_checkpoint(init, "postproc", geometry))
     trainer = L.Trainer(
         max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator="cpu", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -11,7 +11,7 @@ import torch
 
 from .config import Params
 from .datasets import DataError, Split
-from .operators import Geometry, RayTransform
+from .operators import LinearOperator
 from .posterior import GaussianPosterior, closed_form_posterior
 from .reconstructors import get_method
 from .reconstructors.lightning import load_checkpoint
@@ -43,10 +43,11 @@ def closed_form_methods(prior, operator, noise_std: float, y: torch.Tensor):
 
 
 def registered_methods(
-    names: list[str], checkpoints: Callable[[str], Path], params: Params, geometry: Geometry, operator: RayTransform, val: Split,
+    names: list[str], checkpoints: Callable[[str], Path], params: Params, geometry: dict, operator: LinearOperator, val: Split,
     missing: Callable[[str], str] = lambda name: "train it first",
 ) -> Iterator[tuple[str, Callable, dict]]:
-    """(name, reconstruct, parameters chosen on val) for each method of `names`:
+    """(name, reconstruct, parameters chosen on val) for each method of `names`
+    (`geometry`: the data's operator description, `operator` built from it):
     a learned one from the checkpoint `checkpoints(name)` (`missing(name)` says
     what to do when there is none), a classical one fitted on the first
     `evaluate.fit_items` validation items."""

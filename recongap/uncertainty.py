@@ -229,7 +229,6 @@ def main() -> None:
     import json
 
     from .datasets import read_split
-    from .operators import Geometry
     from .reconstructors.lightning import load_checkpoint
 
     parser = argparse.ArgumentParser(description="P(mean inside a disk > mean of its ring | y) from a sampler's draws.")
@@ -247,7 +246,7 @@ def main() -> None:
     split = read_split(args.split)
     if not 0 <= args.item < split.images.shape[0]:
         raise SystemExit(f"{args.split}: --item {args.item} outside 0..{split.images.shape[0] - 1}")
-    sampler = load_checkpoint(args.checkpoint, args.method, Geometry(**split.attrs["config"]["geometry"]))
+    sampler = load_checkpoint(args.checkpoint, args.method, split.attrs["config"]["geometry"])
     y = torch.from_numpy(split.measurements[args.item : args.item + 1])
     truth = torch.from_numpy(split.images[args.item, 0])
     mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)

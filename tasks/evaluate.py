@@ -22,7 +22,7 @@ from recongap.files import write_text_atomic
 from recongap.gap import MCMCReference, add_mcmc_reference
 from recongap.methods import closed_form_methods, registered_methods
 from recongap.metrics import mse, psnr
-from recongap.operators import Geometry, RayTransform
+from recongap.operators import LinearOperator, operator_from
 from recongap.priors import shepp_logan
 from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reports.gap import write_gap_reports
@@ -47,16 +47,18 @@ def main() -> None:
     settings = params.evaluate
     data, models, reports = Path(args.data) / args.pipeline, Path(args.models) / args.pipeline, Path(args.reports) / args.pipeline
     test, val = read_split(data / "test.h5"), read_split(data / "val.h5")
-    geometry = Geometry(**test.attrs["config"]["geometry"])
-    operator = RayTransform.from_geometry(geometry)
+    geometry = test.attrs["config"]["geometry"]  # the operator's description
+    operator = operator_from(geometry)
     y, x = torch.from_numpy(test.measurements), torch.from_numpy(test.images)
 
+    for name, why in catalogue.not_applicable(args.pipeline).items():
+        print(f"{args.pipeline}/{name}: skipped, it {why}")
     candidates = list(registered_methods(
-        [*catalogue.classical_methods, *catalogue.trained_methods], lambda name: models / name / "best.ckpt",
+        [*catalogue.classical_methods_for(args.pipeline), *catalogue.trained_methods], lambda name: models / name / "best.ckpt",
         params, geometry, operator, val,
         missing=lambda name: f"run `dvc repro {tracking.train_stage(args.pipeline, name, catalogue.sampler_methods)}`",
     ))
-    prior = catalogue.pipelines[args.pipeline].prior.build(geometry.size)
+    prior = catalogue.pipelines[args.pipeline].prior.build(test.attrs["config"]["size"])
     exact, closed_forms, reference, variance = closed_form_methods(prior, operator, test.attrs["noise_std"], y)
     candidates += closed_forms
     results, estimates = score_methods(
@@ -85,11 +87,11 @@ def main() -> None:
     tracking.log_evaluation(args.pipeline, summary, reports)
 
 
-def shepp_logan_case(operator: RayTransform, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+def shepp_logan_case(operator: LinearOperator, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The Shepp-Logan phantom, never seen in training, and its measurement at
     the pipeline's noise level (a fixed noise draw)."""
-    phantom = shepp_logan(operator.geometry.size)
-    noise = torch.randn(1, 1, *operator.geometry.data_shape, generator=torch.Generator().manual_seed(0))
+    phantom = shepp_logan(operator.domain_shape[-1])
+    noise = torch.randn(1, 1, *operator.range_shape, generator=torch.Generator().manual_seed(0))
     return phantom, operator(phantom) + noise_std * noise
 
 

@@ -26,7 +26,7 @@ import torch
 from recongap.config import ConfigError
 from recongap.config.schema import ReferenceBudget, ReferenceParams
 from recongap.datasets import DataError, Split, derived_seed, read_split
-from recongap.operators import Geometry, RayTransform
+from recongap.operators import LinearOperator, operator_from
 from recongap.posterior import closed_form_posterior
 from recongap.posterior.reference import closed_form_check
 from recongap.posterior.store import (
@@ -61,6 +61,11 @@ CODE_MODULES = (
     "recongap.operators.backends",
     "recongap.operators.linear",
     "recongap.operators.geometry",
+    "recongap.operators.base",
+    "recongap.operators.forward",
+    "recongap.operators.single_pixel",
+    "recongap.operators.mri",
+    "recongap.operators.blur",
     "recongap.datasets.simulate",
 )
 
@@ -96,7 +101,7 @@ class ReferenceJob:
 
     test: Split
     prior: object
-    operator: RayTransform
+    operator: LinearOperator
     noise_std: float
     grid_factor: int
     closed_form: object | None
@@ -155,7 +160,7 @@ def reference_job(args, params, catalogue) -> ReferenceJob:
     size = test.attrs["config"]["size"]
     if test.images.shape[-1] != size:
         raise DataError(f"{test_file}: images are {test.images.shape[-2:]} but attrs say size {size}")
-    operator = RayTransform.from_geometry(Geometry(**test.attrs["config"]["geometry"]))
+    operator = operator_from(test.attrs["config"]["geometry"])
     noise_std = float(test.attrs["noise_std"])
     grid_factor = int(test.attrs.get("measurement_grid_factor", 1))
     prior = pipe.prior.build(size)

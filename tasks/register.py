@@ -20,7 +20,6 @@ import torch
 
 from recongap.datasets import DataError, read_split
 from recongap.evaluation import errors_on_split
-from recongap.operators import Geometry
 from recongap.reconstructors.lightning import load_checkpoint
 
 from . import tracking
@@ -69,7 +68,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
 
     config = json.loads(config_file.read_text())
     try:
-        module = load_checkpoint(checkpoint, method, Geometry(**config["geometry"]))
+        module = load_checkpoint(checkpoint, method, config["geometry"])
     except ValueError as e:  # another method's or geometry's, or not weights only
         raise DataError(str(e)) from None
     figure = float(errors_on_split(method, module, test_file, batch_size)[1].mean())  # reported, never decides

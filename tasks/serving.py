@@ -17,19 +17,18 @@ import mlflow.pyfunc
 import numpy as np
 import torch
 
-from recongap.operators import Geometry
+from recongap.operators import operator_from
 from recongap.reconstructors.lightning import load_checkpoint
 
 
 class Reconstructor(mlflow.pyfunc.PythonModel):
-    """predict(measurements (B, 1, angles, detectors) float32) -> images (B, 1, N, N);
+    """predict(measurements (B, 1, *data shape) float32, e.g. (B, 1, angles, detectors) for CT) -> images (B, 1, N, N);
     with params={"samples": k} and a model that can sample, (B, k, 1, N, N) samples."""
 
     def load_context(self, context) -> None:
         config = json.loads(open(context.artifacts["config"]).read())
-        self.geometry = Geometry(**config["geometry"])
-        self.module = load_checkpoint(context.artifacts["checkpoint"], config["method"], self.geometry)
-        self.data_shape = tuple(self.geometry.data_shape)
+        self.module = load_checkpoint(context.artifacts["checkpoint"], config["method"], config["geometry"])
+        self.data_shape = tuple(operator_from(config["geometry"]).range_shape)
 
     def predict(self, context, model_input, params: dict | None = None) -> np.ndarray:
         y = np.asarray(model_input, dtype=np.float32)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from recongap.config import ConfigError
 from recongap.datasets import (
     calibrate_noise_std,
     derived_seed,
@@ -19,7 +20,7 @@ from recongap.datasets import (
     simulate_split,
     write_split,
 )
-from recongap.operators import RayTransform
+from recongap.operators import operator_from
 
 from .common import load_configs, pick_device, run_stage, stage_parser
 
@@ -35,9 +36,13 @@ def main() -> None:
     scale = params.current
     device = pick_device(settings.device)
 
-    geometry = pipe.forward.geometry_for(scale.size)
+    description = pipe.forward.description_for(scale.size)
+    try:
+        operator = operator_from(description)
+    except ValueError as e:  # e.g. single_pixel at a size that is no power of 2
+        raise ConfigError(f"pipelines.yaml: pipelines.{args.pipeline}.forward at size {scale.size}: {e}") from None
     prior = pipe.prior.build(scale.size)
-    measure = measurement_operator(RayTransform.from_geometry(geometry), pipe.measurement_grid_factor)
+    measure = measurement_operator(operator, pipe.measurement_grid_factor)
     noise_std = calibrate_noise_std(
         prior,
         scale.size,
@@ -52,7 +57,7 @@ def main() -> None:
         "scale": params.scale,
         "size": scale.size,
         "pipeline_config": pipe.model_dump(mode="json"),
-        "geometry": geometry.resolved(),
+        "geometry": description,  # the operator's description (recongap.operators.operator_from)
         "simulate": settings.model_dump(mode="json"),
     }
     for split, n in scale.splits.model_dump().items():

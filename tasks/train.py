@@ -29,7 +29,6 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from recongap.config import ConfigError
 from recongap.config.schema import Params, Pipelines, TrainParams
 from recongap.datasets import DataError, read_attrs
-from recongap.operators import Geometry
 from recongap.reconstructors.lightning import PairedDataModule, lightning_module, load_checkpoint
 
 from . import tracking
@@ -54,7 +53,7 @@ def main() -> None:
     module = module_class(args.method, config["geometry"], config["network"], lr=settings.lr, beta2=settings.beta2)
     if args.init is not None and not resume:  # checked before anything in `out` is touched
         try:
-            module.start_from(load_checkpoint(args.init, "postproc", Geometry(**config["geometry"])))
+            module.start_from(load_checkpoint(args.init, "postproc", config["geometry"]))
         except ValueError as e:  # another method, geometry or network shape: named in the message
             raise DataError(f"--init {args.init}: {e}") from None
     start_output(out, config, resume)

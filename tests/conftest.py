@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one worker per core: one thread each, inherited by the
@@ -35,9 +36,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: each module keeps its own order
 
 
-def copy_repo_at_smoke_scale(dest: Path) -> Path:
+def copy_repo_at_smoke_scale(dest: Path, pipelines: tuple[str, ...] | None = None, **catalogue: object) -> Path:
     """What git holds (tracked files and new ones not ignored) copied to `dest`,
-    made a git repository, with `scale: smoke` in params.yaml."""
+    made a git repository, with `scale: smoke` in params.yaml; with
+    `pipelines`, the catalogue keeps only those (and their schedules), and
+    `catalogue` keys (e.g. learned_methods) replace the catalogue's."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -48,6 +51,14 @@ def copy_repo_at_smoke_scale(dest: Path) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     params = dest / "params.yaml"
     params.write_text(params.read_text().replace("scale: laptop", "scale: smoke", 1))
+    if pipelines is not None or catalogue:
+        path = dest / "pipelines.yaml"
+        data = yaml.safe_load(path.read_text())
+        if pipelines is not None:
+            data["pipelines"] = {name: data["pipelines"][name] for name in pipelines}
+            data["schedules"] = {name: cron for name, cron in data.get("schedules", {}).items() if name in pipelines}
+        data.update(catalogue)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union, get_args
 
 import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, Tag, ValidationError, field_validator, model_validator
 
 from ..operators.fbp import angle_weight
 from ..operators.geometry import Geometry
@@ -51,6 +51,10 @@ class SimulateParams(Strict):
 
 
 class FBPParams(Strict):
+    pass
+
+
+class FirstParams(Strict):
     pass
 
 
@@ -118,6 +122,7 @@ class CWGANParams(TrainedMethodParams):
 
 class MethodParams(Strict):
     fbp: FBPParams = FBPParams()
+    first: FirstParams = FirstParams()
     tv: TVParams = TVParams()
     postproc: PostProcessingParams = PostProcessingParams()
     lgd: LGDParams = LGDParams()
@@ -261,6 +266,10 @@ class Params(Strict):
 
 # --- pipelines.yaml -------------------------------------------------------------
 class ForwardConfig(Strict):
+    """CT, the ray transform (`kind: ct`, the default when `kind` is absent)."""
+
+    # excluded from dumps: a CT pipeline's recorded config stays what it was before other kinds
+    kind: Literal["ct"] = Field(default="ct", exclude=True)
     geometry: Literal["parallel", "fan"] = "parallel"
     angles: int = Field(default=30, ge=1)
     angle_range: float | None = Field(default=None, gt=0, le=2 * math.pi)
@@ -283,6 +292,66 @@ class ForwardConfig(Strict):
             source_distance=self.source_distance,
             detector_distance=self.detector_distance,
         )
+
+    def description_for(self, size: int) -> dict:
+        """What data and checkpoints record (recongap.operators.operator_from builds it)."""
+        return self.geometry_for(size).resolved()
+
+
+class SinglePixelForward(Strict):
+    """Single-pixel imaging: Walsh-Hadamard patterns, lowest frequencies first (image size a power of 2)."""
+
+    kind: Literal["single_pixel"]
+    patterns: int = Field(ge=1, description="M patterns kept, at most size^2")
+
+    def description_for(self, size: int) -> dict:
+        return {"kind": self.kind, "size": size, "patterns": self.patterns}
+
+
+class MRIForward(Strict):
+    """Undersampled 2-D Fourier: a Cartesian mask of random lines with a full centre, or a radial one."""
+
+    kind: Literal["mri"]
+    mask: Literal["cartesian", "radial"] = "cartesian"
+    acceleration: int = Field(default=4, ge=1, description="cartesian: 1 line in `acceleration` sampled")
+    centre_fraction: float = Field(default=0.08, gt=0, le=1, description="cartesian: the central lines always sampled")
+    mask_seed: int = Field(default=0, ge=0, description="cartesian: which random lines")
+    spokes: int = Field(default=16, ge=1, description="radial: lines through the centre")
+
+    def description_for(self, size: int) -> dict:
+        return {"kind": self.kind, "size": size, **self.model_dump(exclude={"kind"})}
+
+
+class BlurForward(Strict):
+    """Deblurring: a periodic convolution with a Gaussian or motion kernel."""
+
+    kind: Literal["blur"]
+    kernel: Literal["gaussian", "motion"] = "gaussian"
+    std: float = Field(default=1.5, gt=0, description="gaussian: standard deviation in pixels")
+    length: int = Field(default=7, ge=1, description="motion: length in pixels")
+    angle: float = Field(default=0.0, description="motion: direction in radians")
+    alpha: float = Field(default=1e-3, gt=0, description="Tikhonov weight of the first reconstruction")
+
+    def description_for(self, size: int) -> dict:
+        return {"kind": self.kind, "size": size, **self.model_dump(exclude={"kind"})}
+
+
+def _forward_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return value.get("kind", "ct")
+    return getattr(value, "kind", "ct")
+
+
+FORWARD_KINDS = ("ct", "single_pixel", "mri", "blur")
+Forward = Annotated[
+    Union[
+        Annotated[ForwardConfig, Tag("ct")],
+        Annotated[SinglePixelForward, Tag("single_pixel")],
+        Annotated[MRIForward, Tag("mri")],
+        Annotated[BlurForward, Tag("blur")],
+    ],
+    Discriminator(_forward_kind),
+]
 
 
 class EllipsePriorConfig(Strict):
@@ -357,7 +426,7 @@ class NoiseConfig(Strict):
 
 class PipelineConfig(Strict):
     seed: int = Field(ge=0)
-    forward: ForwardConfig
+    forward: Forward
     prior: PriorConfig
     noise: NoiseConfig
     measurement_grid_factor: int = Field(
@@ -370,16 +439,22 @@ class PipelineConfig(Strict):
                 f"measurement_grid_factor > 1 needs a prior defined in the continuum (ellipses), "
                 f"not {self.prior.name!r}"
             )
+        if self.measurement_grid_factor > 1 and self.forward.kind != "ct":
+            raise ValueError(f"measurement_grid_factor > 1 needs the ray transform (forward kind ct), not {self.forward.kind!r}")
         return self
 
 
-ClassicalMethod = Literal["fbp", "tv"]
+ClassicalMethod = Literal["fbp", "first", "tv"]
+#: the forward kinds a classical method applies to (absent: every kind). FBP is
+#: CT's; `first`, the operator's own first reconstruction, stands in for it
+#: on the other kinds (on CT it would repeat FBP untuned).
+CLASSICAL_KINDS: dict[str, tuple[str, ...]] = {"fbp": ("ct",), "first": ("single_pixel", "mri", "blur")}
 LearnedMethod = Literal["postproc", "lgd", "lpd"]
 SamplerMethod = Literal["cwgan"]
 
 
 class Pipelines(Strict):
-    classical_methods: list[ClassicalMethod] = ["fbp", "tv"]
+    classical_methods: list[ClassicalMethod] = ["fbp", "first", "tv"]
     learned_methods: list[LearnedMethod] = Field(default=["postproc", "lgd", "lpd"], description="trained from scratch on MSE")
     sampler_methods: list[SamplerMethod] = Field(
         default=[], description="posterior samplers whose generator starts from the trained postproc"
@@ -398,6 +473,19 @@ class Pipelines(Strict):
             except CronSimError as e:
                 raise ValueError(f"{name}: {cron!r} is not a cron expression ({e})") from None
         return schedules
+
+    def classical_methods_for(self, pipeline: str) -> list[str]:
+        """The classical methods that apply to the pipeline's forward kind."""
+        kind = self.pipelines[pipeline].forward.kind
+        return [m for m in self.classical_methods if kind in CLASSICAL_KINDS.get(m, (kind,))]
+
+    def not_applicable(self, pipeline: str) -> dict[str, str]:
+        """Listed classical methods the pipeline's forward kind skips, with why."""
+        kind = self.pipelines[pipeline].forward.kind
+        return {
+            m: f"applies to forward kind(s) {', '.join(CLASSICAL_KINDS[m])}, not {kind}"
+            for m in self.classical_methods if m not in self.classical_methods_for(pipeline)
+        }
 
     @property
     def trained_methods(self) -> list[str]:
@@ -435,7 +523,8 @@ def _read_yaml(path: Path) -> object:
 def _format(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: {error.error_count()} invalid value(s)"]
     for e in error.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = [p for i, p in enumerate(e["loc"]) if not (i and e["loc"][i - 1] == "forward" and p in FORWARD_KINDS)]  # pydantic's union tag
+        key = ".".join(str(p) for p in loc) or "(top level)"
         got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
         lines.append(f"  {key}: {e['msg']}{got}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from ..operators import RayTransform
+from ..operators import LinearOperator, RayTransform
 from .io import Split
 
 
@@ -43,22 +43,24 @@ def _batches(n: int, batch_size: int) -> Iterator[int]:
         done += batch_size
 
 
-def measurement_operator(operator: RayTransform, grid_factor: int) -> RayTransform:
+def measurement_operator(operator: LinearOperator, grid_factor: int) -> LinearOperator:
     """The operator that makes the data: `operator` itself, or the same scan
-    over a `grid_factor` times finer grid (no inverse crime)."""
+    over a `grid_factor` times finer grid (no inverse crime; CT only)."""
     if grid_factor == 1:
         return operator
+    if not isinstance(operator, RayTransform):
+        raise ValueError(f"a {grid_factor}x finer measurement grid needs a ray transform, not {type(operator).__name__}")
     return RayTransform.from_geometry(operator.geometry.refined(grid_factor), backend=operator.backend.name)
 
 
 def clean_measurements(
-    prior: Prior, params: torch.Tensor, size: int, measure: RayTransform, device: torch.device
+    prior: Prior, params: torch.Tensor, size: int, measure: LinearOperator, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images at `size` and their noise-free data, projected by `measure`
     from a rendering at its own (possibly finer) size."""
     params = params.to(device, torch.float32)  # float32 renders ~3x faster than float64
     images = prior.render(params, size)
-    fine_size = measure.geometry.size
+    fine_size = measure.domain_shape[-1]
     rendered = images if fine_size == size else prior.render(params, fine_size)
     return images, measure(rendered)
 
@@ -66,7 +68,7 @@ def clean_measurements(
 def calibrate_noise_std(
     prior: Prior,
     size: int,
-    measure: RayTransform,
+    measure: LinearOperator,
     relative_std: float,
     n: int,
     generator: torch.Generator,
@@ -82,7 +84,7 @@ def calibrate_noise_std(
 def simulate_split(
     prior: Prior,
     size: int,
-    measure: RayTransform,
+    measure: LinearOperator,
     n: int,
     generator: torch.Generator,
     noise_std: float,

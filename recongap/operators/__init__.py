@@ -6,10 +6,14 @@ from .backends import BACKENDS, system_matrix
 from .base import LinearOperator
 from .blur import Blur
 from .fbp import FILTERS
+from .forward import CT_KINDS, OPERATOR_KINDS, canonical, operator_from, operator_kind
 from .geometry import Geometry
 from .integration import Integration
 from .mri import UndersampledFourier
 from .ray_transform import RayTransform
 from .single_pixel import SinglePixel
 
-__all__ = ["BACKENDS", "Blur", "FILTERS", "Geometry", "Integration", "LinearOperator", "RayTransform", "SinglePixel", "UndersampledFourier", "system_matrix"]
+__all__ = [
+    "BACKENDS", "Blur", "CT_KINDS", "FILTERS", "Geometry", "Integration", "LinearOperator", "OPERATOR_KINDS", "RayTransform",
+    "SinglePixel", "UndersampledFourier", "canonical", "operator_from", "operator_kind", "system_matrix",
+]

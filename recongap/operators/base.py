@@ -1,8 +1,9 @@
 """`LinearOperator`: what every forward problem gives the methods and the reference.
 
-(So far the closed-form Gaussian posterior works through this interface alone;
-the learned methods, FBP, TV and the MCMC reference still take a
-`RayTransform`, and the pipelines are CT only: issue 20.)
+Every method, the closed-form posteriors and the MCMC reference work through
+this interface; only FBP (CT's classical method and first reconstruction),
+the finer measurement grid and the ellipse block sampler need a `RayTransform`.
+A pipeline's operator is built from its description (forward.py).
 
 A linear map A from images (B, 1, *domain_shape) to data (B, 1, *range_shape),
 real tensors of either float precision on any device, with

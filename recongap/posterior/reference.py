@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..datasets.simulate import measurement_operator
-from ..operators import RayTransform
+from ..operators import LinearOperator, RayTransform
 from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
 from .diagnostics import summarize
 from .ellipse_blocks import EllipseBlockSampler, run_blocks
@@ -175,7 +175,7 @@ class _Target:
     row i targets p(y | theta)^beta[i] p(theta) (beta = 1: the posterior)."""
 
     def __init__(
-        self, prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor, beta: torch.Tensor | None = None,
+        self, prior: Prior, size: int, measure: LinearOperator, noise_std: float, y: torch.Tensor, beta: torch.Tensor | None = None,
         render_dtype: torch.dtype = torch.float64,
     ) -> None:
         self.prior, self.size, self.measure, self.noise_std, self.y = prior, size, measure, noise_std, y
@@ -195,7 +195,7 @@ class _Target:
         return self.prior.render(self.params(q), self.size)
 
     def log_likelihood(self, q: torch.Tensor) -> torch.Tensor:
-        fine = self.measure.geometry.size
+        fine = self.measure.domain_shape[-1]
         params = self.params(q)
         # the image (and its gradient) in render_dtype; the residual and its square in float64
         rendered = self.prior.render(params.to(self.render_dtype), fine).to(torch.float64)
@@ -318,7 +318,7 @@ def _replica_exchange(target: _Target, temperatures: int):
 
 
 def _check_inputs(
-    prior: Prior, operator: RayTransform, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int,
+    prior: Prior, operator: LinearOperator, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int,
     truth_params: torch.Tensor | None, start: str, sampler: str = "hmc",
 ) -> None:
     size = operator.domain_shape[0]
@@ -379,7 +379,7 @@ def _gauss_newton_inv_mass(target: _Target, q: torch.Tensor, fallback: torch.Ten
             active = (q.reshape(t, -1, 6)[..., :1] != 0).expand(t, -1, 6).reshape(t, d)
         else:
             active = torch.ones_like(q, dtype=torch.bool)
-        fine = target.measure.geometry.size
+        fine = target.measure.domain_shape[-1]
         for i in torch.nonzero(active.any(0)).flatten().tolist():
             delta = torch.zeros_like(q)
             delta[:, i] = step
@@ -396,9 +396,11 @@ def _gauss_newton_inv_mass(target: _Target, q: torch.Tensor, fallback: torch.Ten
     return torch.where(active, inv_mass, fallback)
 
 
-def _system_matrix(measure: RayTransform):
-    """The sparse matrix of `measure`, which must be the torch backend's (ASTRA's
-    CUDA projector computes another operator than any stored matrix)."""
+def _system_matrix(measure: LinearOperator):
+    """The sparse matrix of `measure`, which must be a ray transform on the torch
+    backend (ASTRA's CUDA projector computes another operator than any stored matrix)."""
+    if not isinstance(measure, RayTransform):
+        raise ValueError(f"sampler='blocks' needs a ray transform's sparse matrix, not {type(measure).__name__} (use 'hmc')")
     own = getattr(measure.backend, "matrix", None)
     if own is None:
         raise ValueError(f"sampler='blocks' needs the operator's sparse matrix: use backend 'torch', not {measure.backend.name!r}")
@@ -482,12 +484,12 @@ class _DrawRecorder:
         return self.batch_total.cpu() / counts.to(torch.float64).view(1, self.batches, 1, 1, 1)
 
 
-def _run_chains(prior: Prior, target: _Target, measure: RayTransform, noise_std: float, y_rep: torch.Tensor, q0: torch.Tensor,
+def _run_chains(prior: Prior, target: _Target, measure: LinearOperator, noise_std: float, y_rep: torch.Tensor, q0: torch.Tensor,
                 settings: ReferenceSettings, generator: torch.Generator, on_draw: _DrawRecorder) -> dict[str, torch.Tensor]:
     """Warm-up and draws with the chosen sampler; returns each row's acceptance rates per move kind."""
     t_all = q0.shape[0]
     if settings.sampler == "blocks":
-        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, noise_std, y_rep.flatten(1))
+        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.domain_shape[-1], noise_std, y_rep.flatten(1))
         return run_blocks(
             blocks, q0.reshape(t_all, *prior.param_shape), warmup=settings.warmup, draws=settings.draws, generator=generator,
             on_draw=on_draw, birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves,
@@ -521,7 +523,7 @@ def _run_chains(prior: Prior, target: _Target, measure: RayTransform, noise_std:
 
 def sample_reference(
     prior: Prior,
-    operator: RayTransform,
+    operator: LinearOperator,
     noise_std: float,
     y: torch.Tensor,
     settings: ReferenceSettings | None = None,
@@ -541,8 +543,11 @@ def sample_reference(
     per item."""
     settings = settings or ReferenceSettings()
     if settings.sampler == "auto":
-        # the block moves need a render that is a sum over slots: normalize_foreground is not
-        blocks_apply = isinstance(prior, EllipsePrior) and not prior.normalize_foreground and settings.start == "truth"
+        # the block moves need a render that is a sum over slots (normalize_foreground is not) and a ray transform's matrix
+        blocks_apply = (
+            isinstance(prior, EllipsePrior) and not prior.normalize_foreground and settings.start == "truth"
+            and isinstance(operator, RayTransform)
+        )
         settings = dataclasses.replace(settings, sampler="blocks" if blocks_apply else "hmc")
     _check_inputs(prior, operator, y, truth, measurement_grid_factor, truth_params, settings.start, settings.sampler)
     if not noise_std > 0:
@@ -637,7 +642,7 @@ def _item_diagnostics(traces: np.ndarray, names: list[str], settings: ReferenceS
 
 
 def _probe_modes(
-    prior: Prior, size: int, measure: RayTransform, noise_std: float, y: torch.Tensor,
+    prior: Prior, size: int, measure: LinearOperator, noise_std: float, y: torch.Tensor,
     settings: ReferenceSettings, generator: torch.Generator,
 ) -> torch.Tensor:
     """(B,) per item, the highest median log posterior of `settings.probe_chains`
@@ -660,7 +665,7 @@ def _probe_modes(
 
     if settings.sampler == "blocks":
         # the same moves as the kept chains, from where the pilot ended (a probe makes no exactness claim)
-        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.geometry.size, noise_std, target.y.flatten(1))
+        blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.domain_shape[-1], noise_std, target.y.flatten(1))
         run_blocks(blocks, params.to(y.device), warmup=settings.warmup, draws=settings.draws, generator=generator, restart=False, on_draw=on_draw,
                    birth_death_moves=settings.birth_death_moves, intensity_moves=settings.intensity_moves)
         return log_posterior.median(1).values.view(items, chains).max(1).values

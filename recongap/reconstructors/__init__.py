@@ -1,6 +1,6 @@
 """Reconstruction methods: a string-keyed registry of classical and learned ones."""
 
-from .classical import FBPReconstructor, TVReconstructor
+from .classical import FBPReconstructor, FirstReconstruction, TVReconstructor
 from .networks import LearnedGradientDescent, LearnedPrimalDual, PostProcessing, UNet
 from .registry import RECONSTRUCTORS, Method, build_network, get_method
 

@@ -8,11 +8,11 @@ import math
 import torch
 
 from ..metrics import mse
-from ..operators import FILTERS, RayTransform
+from ..operators import FILTERS, LinearOperator, RayTransform
 
 
 class FBPReconstructor:
-    """Filtered back-projection; filter and frequency scaling chosen on val."""
+    """Filtered back-projection (CT only); filter and frequency scaling chosen on val."""
 
     def __init__(self, operator: RayTransform, filter: str = "hann", frequency_scaling: float = 1.0) -> None:
         self.operator, self.filter, self.frequency_scaling = operator, filter, frequency_scaling
@@ -27,6 +27,21 @@ class FBPReconstructor:
             scores[(name, c)] = float(mse(self.operator.fbp(y, name, c), x).mean())
         self.filter, self.frequency_scaling = min(scores, key=scores.get)
         return {"filter": self.filter, "frequency_scaling": self.frequency_scaling}
+
+
+class FirstReconstruction:
+    """The operator's own first reconstruction (pseudo-inverse, zero-filled
+    inverse FFT, Tikhonov): the linear baseline of the kinds FBP is not for."""
+
+    def __init__(self, operator: LinearOperator) -> None:
+        self.operator = operator
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        return self.operator.first_reconstruction(y)
+
+    def fit(self, y: torch.Tensor, x: torch.Tensor) -> dict:
+        """Nothing to choose."""
+        return {}
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +71,7 @@ class TVReconstructor:
     ||K||^2 <= ||A||^2 + 8. Batched: every item of y is solved at once.
     """
 
-    def __init__(self, operator: RayTransform, weight: float = 1e-3, iterations: int = 300, nonnegative: bool = False) -> None:
+    def __init__(self, operator: LinearOperator, weight: float = 1e-3, iterations: int = 300, nonnegative: bool = False) -> None:
         self.operator, self.weight, self.iterations, self.nonnegative = operator, weight, iterations, nonnegative
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:

@@ -15,28 +15,28 @@ from torch import nn
 
 from ..config.schema import CWGANParams
 from ..metrics import psnr
-from ..operators import Geometry, RayTransform
-from .networks import UNet
+from ..operators import LinearOperator, operator_from
+from .networks import UNet, first_image
 
 #: keys of params.yaml `methods.cwgan` that shape the generator network
 GENERATOR_KEYS = ("channels", "depth", "z_channels", "filter")
 
 
 class ConditionalGenerator(nn.Module):
-    """G(y, z) = FBP(y) + U-Net(FBP(y), z): operator-aware through the FBP of y,
+    """G(y, z) = F(y) + U-Net(F(y), z), F the first reconstruction (FBP for CT): operator-aware through F(y),
     stochastic through `z_channels` image-sized standard-normal channels."""
 
-    def __init__(self, operator: RayTransform, channels: int = 32, depth: int = 3, z_channels: int = 4, filter: str = "hann") -> None:
+    def __init__(self, operator: LinearOperator, channels: int = 32, depth: int = 3, z_channels: int = 4, filter: str = "hann") -> None:
         super().__init__()
         self.operator, self.filter, self.z_channels = operator, filter, z_channels
         self.unet = UNet(channels, depth, in_channels=1 + z_channels)
 
     def initial(self, y: torch.Tensor) -> torch.Tensor:
-        """The operator-aware starting image FBP(y), (B, 1, N, N)."""
-        return self.operator.fbp(y, self.filter)
+        """The operator-aware starting image F(y) (FBP for CT), (B, 1, *image shape)."""
+        return first_image(self.operator, y, self.filter)
 
     def refine(self, start: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One sample per row of `start` (an FBP image) and `z`."""
+        """One sample per row of `start` (a first reconstruction) and `z`."""
         return self.unet(torch.cat([start, z], dim=1))
 
     def start_from(self, trained: nn.Module) -> None:
@@ -138,7 +138,7 @@ class CWGANModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False  # a generator step every n_critic critic steps
-        operator = RayTransform.from_geometry(Geometry(**geometry))
+        operator = operator_from(geometry)
         # through the schema: a checkpoint saved before an option existed gets its default
         self.options = CWGANParams(**network).model_dump()
         self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})

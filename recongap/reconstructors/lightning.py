@@ -12,21 +12,23 @@ from torch.utils.data import DataLoader
 
 from ..datasets import PairedDataset
 from ..metrics import mse, psnr
-from ..operators import Geometry, RayTransform
+from ..operators import canonical, operator_from
 from .registry import build_network, get_method
 
 
 class ReconstructionModule(L.LightningModule):
     """Trains a learned method on MSE; logs validation PSNR per epoch.
 
-    The geometry and method are saved as hyper-parameters, so a checkpoint
-    knows what it was trained for (see `load_checkpoint`).
+    The method and the operator's description (`geometry`, a CT geometry or
+    another kind's, recongap.operators.operator_from) are saved as
+    hyper-parameters, so a checkpoint knows what it was trained for (see
+    `load_checkpoint`).
     """
 
     def __init__(self, method: str, geometry: dict, network: dict, lr: float = 1e-3, beta2: float = 0.99) -> None:
         super().__init__()
         self.save_hyperparameters()
-        operator = RayTransform.from_geometry(Geometry(**geometry))
+        operator = operator_from(geometry)
         self.network = build_network(method, operator, **network)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -68,8 +70,9 @@ def lightning_module(method: str) -> type[L.LightningModule]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.LightningModule:
-    """Load a trained model, refusing one trained for another method or geometry.
+def load_checkpoint(path: str | Path, method: str, geometry: dict) -> L.LightningModule:
+    """Load a trained model, refusing one trained for another method or operator
+    (`geometry`: the data's operator description, recongap.operators.operator_from).
 
     Weights only: a checkpoint (one from the registry too) holds tensors and
     plain values, never code to run. Lightning's checkpoints of every method
@@ -81,9 +84,9 @@ def load_checkpoint(path: str | Path, method: str, geometry: Geometry) -> L.Ligh
     hp = checkpoint.get("hyper_parameters", {})
     if hp.get("method") != method:
         raise ValueError(f"{path}: checkpoint is for method {hp.get('method')!r}, asked for {method!r}")
-    trained = Geometry(**hp["geometry"])
-    if trained.resolved() != geometry.resolved():
-        raise ValueError(f"{path}: checkpoint geometry {trained.resolved()} differs from the data's {geometry.resolved()}")
+    trained, wanted = canonical(hp["geometry"]), canonical(geometry)
+    if trained != wanted:
+        raise ValueError(f"{path}: checkpoint geometry {trained} differs from the data's {wanted}")
     module = lightning_module(method)(**hp)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])

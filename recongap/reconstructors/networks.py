@@ -12,6 +12,14 @@ from torch import nn
 from ..operators import LinearOperator, RayTransform
 
 
+def first_image(operator: LinearOperator, y: torch.Tensor, filter: str) -> torch.Tensor:
+    """The input of post-processing: FBP with `filter` for CT, the operator's
+    own first reconstruction for every other kind (`filter` unused)."""
+    if isinstance(operator, RayTransform):
+        return operator.fbp(y, filter)
+    return operator.first_reconstruction(y)
+
+
 def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential:
     """Three 3x3 convolutions with PReLU between: the update of LGD and LPD.
 
@@ -69,15 +77,15 @@ class UNet(nn.Module):
 
 
 class PostProcessing(nn.Module):
-    """FBP followed by a residual U-Net."""
+    """The first reconstruction (FBP for CT) followed by a residual U-Net."""
 
-    def __init__(self, operator: RayTransform, channels: int = 32, depth: int = 3, filter: str = "hann") -> None:
+    def __init__(self, operator: LinearOperator, channels: int = 32, depth: int = 3, filter: str = "hann") -> None:
         super().__init__()
         self.operator, self.filter = operator, filter
         self.unet = UNet(channels, depth)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.unet(self.operator.fbp(y, self.filter))
+        return self.unet(first_image(self.operator, y, self.filter))
 
 
 def step_scale(operator: LinearOperator) -> torch.Tensor:
@@ -90,7 +98,7 @@ def step_scale(operator: LinearOperator) -> torch.Tensor:
 class LearnedGradientDescent(nn.Module):
     """x_{k+1} = x_k + G_k(x_k, A^T(A x_k - y)), from x_0 = 0, with memory channels."""
 
-    def __init__(self, operator: RayTransform, iterations: int = 10, memory: int = 5, width: int = 32) -> None:
+    def __init__(self, operator: LinearOperator, iterations: int = 10, memory: int = 5, width: int = 32) -> None:
         super().__init__()
         self.operator, self.memory = operator, memory
         self.register_buffer("scale", step_scale(operator))
@@ -110,7 +118,7 @@ class LearnedGradientDescent(nn.Module):
 class LearnedPrimalDual(nn.Module):
     """Adler & Öktem (2018): primal and dual updates by small CNNs, from zeros."""
 
-    def __init__(self, operator: RayTransform, iterations: int = 10, primal: int = 5, dual: int = 5, width: int = 32) -> None:
+    def __init__(self, operator: LinearOperator, iterations: int = 10, primal: int = 5, dual: int = 5, width: int = 32) -> None:
         super().__init__()
         self.operator, self.primal, self.dual = operator, primal, dual
         self.register_buffer("scale", step_scale(operator))

@@ -7,8 +7,8 @@ from typing import Callable
 
 from torch import nn
 
-from ..operators import RayTransform
-from .classical import FBPReconstructor, TVReconstructor
+from ..operators import LinearOperator
+from .classical import FBPReconstructor, FirstReconstruction, TVReconstructor
 from .cwgan import ConditionalGenerator
 from .networks import LearnedGradientDescent, LearnedPrimalDual, PostProcessing
 
@@ -26,6 +26,7 @@ class Method:
 
 RECONSTRUCTORS: dict[str, Method] = {
     "fbp": Method("fbp", False, FBPReconstructor, ()),
+    "first": Method("first", False, FirstReconstruction, ()),
     "tv": Method("tv", False, TVReconstructor, ()),
     "postproc": Method("postproc", True, PostProcessing, ("channels", "depth", "filter")),
     "lgd": Method("lgd", True, LearnedGradientDescent, ("iterations", "memory", "width")),
@@ -47,7 +48,7 @@ def get_method(name: str) -> Method:
     return RECONSTRUCTORS[name]
 
 
-def build_network(name: str, operator: RayTransform, **options) -> nn.Module:
+def build_network(name: str, operator: LinearOperator, **options) -> nn.Module:
     """A learned method's network around `operator`."""
     method = get_method(name)
     if not method.learned:

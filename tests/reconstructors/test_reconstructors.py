@@ -26,7 +26,7 @@ def problem():
 
 
 def test_registry():
-    assert set(RECONSTRUCTORS) == {"fbp", "tv", "postproc", "lgd", "lpd", "cwgan"}
+    assert set(RECONSTRUCTORS) == {"fbp", "first", "tv", "postproc", "lgd", "lpd", "cwgan"}
     assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].learned] == ["postproc", "lgd", "lpd", "cwgan"]
     assert "width" in get_method("lpd").retrain
     with pytest.raises(ValueError, match="unknown method 'unet'"):
