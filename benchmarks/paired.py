@@ -27,7 +27,7 @@ from recongap.config import load_catalogue, load_params
 from recongap.datasets import read_split
 from recongap.evaluation import reconstruct_timed, scoring_seed
 from recongap.metrics import psnr
-from recongap.operators import Geometry, RayTransform
+from recongap.operators import operator_from
 from recongap.methods import closed_form_methods, registered_methods
 
 
@@ -45,16 +45,17 @@ def main() -> None:
     pipe = catalogue.pipelines[args.pipeline]
     data = Path(args.data) / args.pipeline
     test, val = read_split(data / "test.h5"), read_split(data / "val.h5")
-    geometry = Geometry(**test.attrs["config"]["geometry"])
+    geometry = test.attrs["config"]["geometry"]  # the operator's description
     y, x = torch.from_numpy(test.measurements), torch.from_numpy(test.images)
-    operator = RayTransform.from_geometry(geometry)
+    operator = operator_from(geometry)
     # the closed forms evaluate adds (lmmse, exact_mean) where the prior has one: cheap, so built first
-    closed_forms = closed_form_methods(pipe.prior.build(geometry.size), operator, test.attrs["noise_std"], y)[1]
-    known = [*catalogue.classical_methods, *catalogue.trained_methods, *(name for name, _, _ in closed_forms)]
+    closed_forms = closed_form_methods(pipe.prior.build(test.attrs["config"]["size"]), operator, test.attrs["noise_std"], y)[1]
+    classical = catalogue.classical_methods_for(args.pipeline)
+    known = [*classical, *catalogue.trained_methods, *(name for name, _, _ in closed_forms)]
     for name in (args.a, args.b):
         if name not in known:
             parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")
-    trained = [*catalogue.classical_methods, *catalogue.trained_methods]
+    trained = [*classical, *catalogue.trained_methods]
     models = Path(args.models) / args.pipeline
     candidates = [*registered_methods(trained, lambda name: models / name / "best.ckpt", params, geometry, operator, val), *closed_forms]
     per_item = {}
