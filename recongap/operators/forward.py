@@ -73,7 +73,10 @@ def operator_from(description: Mapping[str, Any]) -> LinearOperator:
 
 
 def canonical(description: Mapping[str, Any] | Geometry) -> dict:
-    """The description (or CT geometry) with every default filled in, to compare two of them."""
+    """A form of the description in which two equal operators compare equal: a CT
+    geometry with every default filled in; any other kind with its keys
+    sorted (its builder takes every option, and pipelines.yaml's schema
+    writes them all, so no default is left to fill)."""
     if isinstance(description, Geometry):
         return description.resolved()
     if operator_kind(description) == "ct":

@@ -103,3 +103,42 @@ def test_a_jump_prior_is_for_signals_and_has_no_tempering():
     y = op(prior.render(prior.sample(1, torch.Generator().manual_seed(0)), 8))
     with pytest.raises(ValueError, match="no tempering"):
         sample_reference(prior, op, 0.1, y, ReferenceSettings(temperatures=2))
+
+
+def test_a_pipeline_sets_its_own_reference_budget(tmp_path):
+    """integration_jumps' `reference_budgets` replaces params.yaml's for its scale:
+    the reference stage samples that many items, and a budget the test split
+    cannot meet is refused naming the pipeline's key."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scale"] = "smoke"
+    params["scales"]["smoke"] = {"size": 16, "splits": {"train": 4, "val": 4, "test": 4}}
+    pipelines = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    entry = pipelines["pipelines"]["integration_jumps"]
+
+    def run(items: int, *stages: str) -> subprocess.CompletedProcess:
+        entry["reference_budgets"] = {"smoke": {"items": items, "warmup": 2, "draws": 10}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(pipelines))
+        for stage in stages:
+            out = ["--out", str(tmp_path / ("data" if stage == "simulate" else "models"))]
+            data = ["--data", str(tmp_path / "data")] if stage == "reference" else []
+            result = subprocess.run(
+                [sys.executable, "-m", f"tasks.{stage}", "integration_jumps", "--params", str(tmp_path / "params.yaml"),
+                 "--pipelines", str(tmp_path / "pipelines.yaml"), *out, *data],
+                cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(),
+            )
+        return result
+
+    assert run(3, "simulate", "reference").returncode == 0
+    assert len(list((tmp_path / "models" / "integration_jumps" / "reference").glob("item_*.npz"))) == 3
+    refused = run(5, "reference")
+    assert refused.returncode != 0
+    assert "pipelines.integration_jumps.reference_budgets.smoke.items = 5 but" in refused.stderr
