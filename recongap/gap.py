@@ -24,7 +24,7 @@ class MCMCReference:
     def __init__(self, directory: Path, truth: torch.Tensor, settings: ReferenceParams) -> None:
         if not (directory / SUMMARY_NAME).exists():
             raise DataError(f"{directory / SUMMARY_NAME}: reference summary missing (run `dvc repro reference@PIPELINE`)")
-        reference = read_reference(directory, truth.shape[-1], samples=False)
+        reference = read_reference(directory, tuple(truth.shape[2:]), samples=False)
         if reference is None:
             raise DataError(f"{directory}: no reference items (run `dvc repro reference@PIPELINE`)")
         self.indices = reference.indices

@@ -15,10 +15,11 @@ import numpy as np
 import ot
 import torch
 from matplotlib.figure import Figure
-from torch.nn.functional import max_pool2d
+from torch.nn.functional import max_pool1d, max_pool2d
 
 from .files import atomic_path
 from .posterior.store import ReferencePosterior, read_reference
+from .reports.figures import show
 
 Sampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 
@@ -42,9 +43,11 @@ def credible_coverage(samples: torch.Tensor, truth: torch.Tensor, level: float =
 
 
 def surrounding_ring(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """The pixels within `width` pixels (chessboard distance) of `mask`, mask excluded."""
+    """The pixels within `width` pixels (chessboard distance) of `mask`, mask
+    excluded; for a 1-D mask, the points within `width` of it."""
     m = mask.bool()
-    grown = max_pool2d(m[None, None].float(), 2 * width + 1, stride=1, padding=width)[0, 0] > 0
+    pool = max_pool1d if m.dim() == 1 else max_pool2d
+    grown = pool(m[None, None].float(), 2 * width + 1, stride=1, padding=width)[0, 0] > 0
     return grown & ~m
 
 
@@ -65,6 +68,11 @@ def roi_exceedance_probability(samples: torch.Tensor, mask: torch.Tensor, ring_w
     if not ring.any():
         raise ValueError("mask leaves no surrounding ring inside the image")
     return float((images[:, inside].mean(1) > images[:, ring].mean(1)).double().mean())
+
+
+def interval_mask(size: int, centre: float, radius: float) -> torch.Tensor:
+    """(size,) boolean interval of points within `radius` of `centre`: a 1-D signal's ROI."""
+    return (torch.arange(size) - centre).abs() <= radius
 
 
 def disk_mask(size: int, centre: tuple[float, float], radius: float) -> torch.Tensor:
@@ -194,11 +202,10 @@ def save_gallery(path: str | Path, truth: torch.Tensor, samples: torch.Tensor, s
         for c, (title, image) in enumerate(zip(columns, images)):
             ax = axes[r, c]
             if title == "std":
-                ax.imshow(image.numpy(), cmap="magma", vmin=0)
+                show(ax, image, 0.0, float(std.max()), cmap="magma")
             else:
-                ax.imshow(image.numpy(), cmap="gray", vmin=low, vmax=high)
+                show(ax, image, low, high, truth=None if title == "truth" else truth[r, 0])
             ax.set_title(title, fontsize=8)
-            ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
@@ -213,12 +220,16 @@ def assess_sampler(sampler: Sampler, y: torch.Tensor, truth: torch.Tensor, k: in
     start = time.perf_counter()
     samples = draw_samples(sampler, y, k, batch_size)
     seconds = (time.perf_counter() - start) / y.shape[0]
-    reference = read_reference(reference_folder, truth.shape[-1])
+    reference = read_reference(reference_folder, tuple(truth.shape[2:]))
     summary = calibration(samples, truth, std_floor, reference, reference_folder)
     summary["sampling_seconds_per_item"] = seconds
     if exact is not None:
         n, size = min(exact_items, y.shape[0]), truth.shape[-1]
-        summary["exact"] = exact_comparison(samples[:n], y[:n], exact, disk_mask(size, (size / 2, size / 2), size / 8))
+        signal = truth.dim() == 3
+        mask = interval_mask(size, size / 2, size / 8) if signal else disk_mask(size, (size / 2, size / 2), size / 8)
+        summary["exact"] = exact_comparison(samples[:n], y[:n], exact, mask)
+        if signal:
+            summary["exact"]["roi_mask"] = "interval at the centre, radius size/8, ring 3 points"
     save_gallery(gallery, truth[:gallery_items], samples[:gallery_items])
     return summary
 
@@ -250,7 +261,7 @@ def main() -> None:
     y = torch.from_numpy(split.measurements[args.item : args.item + 1])
     truth = torch.from_numpy(split.images[args.item, 0])
     mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)
-    reference = read_reference(args.reference, truth.shape[-1]) if args.reference else None
+    reference = read_reference(args.reference, tuple(truth.shape)) if args.reference else None
     if args.reference and (reference is None or args.item not in reference.indices):
         raise SystemExit(f"{args.reference}: no MCMC samples of item {args.item} (items: {reference.indices if reference else []})")
     samples = draw_samples(sampler.sample, y, args.samples, batch_size=1)[0]

@@ -121,7 +121,10 @@ def load_registered(model: str):
 
 
 def read_measurements(path: Path) -> np.ndarray:
-    """Measurements (B, 1, angles, detectors) from a split file (.h5) or an array (.npy)."""
+    """Measurements (B, 1, *data shape) from a split file (.h5) or an array (.npy):
+    an array of that shape is taken as is; a 2-D image-like measurement
+    (angles, detectors) or a batch of them (B, angles, detectors) gets its
+    axes added. 1-D data (integration) must come as (B, 1, points)."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.suffix == ".h5":

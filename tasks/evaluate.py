@@ -3,9 +3,12 @@
     python -m tasks.evaluate PIPELINE
 
 Writes metrics/PIPELINE.json (DVC metrics) and reports/PIPELINE/{metrics.md,
-grid.png, gap.md, gap.png, METHOD_gallery.png}. FBP and TV parameters are
-chosen on the validation split here; learned methods are loaded from
-models/PIPELINE/METHOD/best.ckpt, the MCMC reference from models/PIPELINE/reference.
+grid.png, gap.md, gap.png, METHOD_gallery.png}. The classical methods of the
+pipeline's forward kind (FBP for CT, the first reconstruction elsewhere, TV)
+get their parameters chosen on the validation split here; learned methods are
+loaded from models/PIPELINE/METHOD/best.ckpt, the MCMC reference from
+models/PIPELINE/reference, and a prior with an exact posterior adds its
+closed forms (lmmse, exact_mean).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from recongap.gap import MCMCReference, add_mcmc_reference
 from recongap.methods import closed_form_methods, registered_methods
 from recongap.metrics import mse, psnr
 from recongap.operators import LinearOperator, operator_from
-from recongap.priors import shepp_logan
+from recongap.priors import shepp_logan, step_signal
 from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reports.gap import write_gap_reports
 from recongap.reports.metrics import markdown_table, save_grid
@@ -58,11 +61,12 @@ def main() -> None:
         params, geometry, operator, val,
         missing=lambda name: f"run `dvc repro {tracking.train_stage(args.pipeline, name, catalogue.sampler_methods)}`",
     ))
-    prior = catalogue.pipelines[args.pipeline].prior.build(test.attrs["config"]["size"])
+    pipe = catalogue.pipelines[args.pipeline]
+    prior = pipe.prior.build(test.attrs["config"]["size"])
     exact, closed_forms, reference, variance = closed_form_methods(prior, operator, test.attrs["noise_std"], y)
     candidates += closed_forms
     results, estimates = score_methods(
-        candidates, y, x, settings.batch_size, shepp_logan_case(operator, test.attrs["noise_std"]), variance,
+        candidates, y, x, settings.batch_size, phantom_case(operator, test.attrs["noise_std"]), variance,
         log=lambda line: print(f"{args.pipeline}/{line}"),
     )
     comparisons = pairwise({n: mse(e, x) for n, e in estimates.items()}, {n: psnr(e, x) for n, e in estimates.items()}, variance)
@@ -77,6 +81,8 @@ def main() -> None:
             )
     summary = {
         "pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE,
+        "problem": {"forward": pipe.forward.kind, "prior": pipe.prior.name},
+        **({"phantom": "step signal"} if len(operator.domain_shape) == 1 else {}),
         "methods": results, "comparisons": comparisons, **({"reference": reference} if reference else {}),
     }
     write_text_atomic(Path(args.metrics) / f"{args.pipeline}.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -87,10 +93,12 @@ def main() -> None:
     tracking.log_evaluation(args.pipeline, summary, reports)
 
 
-def shepp_logan_case(operator: LinearOperator, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Shepp-Logan phantom, never seen in training, and its measurement at
-    the pipeline's noise level (a fixed noise draw)."""
-    phantom = shepp_logan(operator.domain_shape[-1])
+def phantom_case(operator: LinearOperator, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A phantom never seen in training (Shepp-Logan; for 1-D signals a step
+    signal), and its measurement at the pipeline's noise level (a fixed noise
+    draw). Its scores are kept under `shepp_logan` in the metrics."""
+    size = operator.domain_shape[-1]
+    phantom = step_signal(size) if len(operator.domain_shape) == 1 else shepp_logan(size)
     noise = torch.randn(1, 1, *operator.range_shape, generator=torch.Generator().manual_seed(0))
     return phantom, operator(phantom) + noise_std * noise
 

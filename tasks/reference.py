@@ -4,6 +4,7 @@
 
 Samples p(x | y) under the very prior, operator, noise level and measurement
 grid that made the test data, for the first `reference.budgets.<scale>.items`
+(or the pipeline's own `reference_budgets.<scale>.items`)
 test items, and writes models/PIPELINE/reference/item_NNNNN.npz (posterior
 mean, pixel std, thinned samples, diagnostics) plus summary.json. Items done
 with the same settings and code are skipped, so an interrupted run resumes;
@@ -56,6 +57,9 @@ CODE_MODULES = (
     "recongap.priors.ellipses",
     "recongap.priors.gaussian_field",
     "recongap.priors.gaussian_mixture",
+    "recongap.priors.gaussian_process",
+    "recongap.priors.poisson_jumps",
+    "recongap.posterior.jump_gibbs",
     "recongap.priors.special",
     "recongap.operators.ray_transform",
     "recongap.operators.backends",
@@ -66,6 +70,7 @@ CODE_MODULES = (
     "recongap.operators.single_pixel",
     "recongap.operators.mri",
     "recongap.operators.blur",
+    "recongap.operators.integration",
     "recongap.datasets.simulate",
 )
 
@@ -147,14 +152,16 @@ def reference_job(args, params, catalogue) -> ReferenceJob:
     pipe = catalogue.pipelines[args.pipeline]
     settings = params.reference
     try:
-        budget = settings.budget(params.scale)
+        budget = pipe.reference_budgets.get(params.scale) or settings.budget(params.scale)
     except ValueError as e:
         raise ConfigError(f"{args.params}: {e}") from None
+    budget_key = (f"{args.pipelines}: pipelines.{args.pipeline}.reference_budgets" if params.scale in pipe.reference_budgets
+                  else f"{args.params}: reference.budgets")
     test_file = Path(args.data) / args.pipeline / "test.h5"
     test = read_split(test_file)
     if budget.items > test.images.shape[0]:
         raise ConfigError(
-            f"{args.params}: reference.budgets.{params.scale}.items = {budget.items} but {test_file} "
+            f"{budget_key}.{params.scale}.items = {budget.items} but {test_file} "
             f"holds {test.images.shape[0]} test items"
         )
     size = test.attrs["config"]["size"]

@@ -17,22 +17,22 @@ import mlflow.pyfunc
 import numpy as np
 import torch
 
-from recongap.operators import operator_from
 from recongap.reconstructors.lightning import load_checkpoint
 
 
 class Reconstructor(mlflow.pyfunc.PythonModel):
-    """predict(measurements (B, 1, *data shape) float32, e.g. (B, 1, angles, detectors) for CT) -> images (B, 1, N, N);
-    with params={"samples": k} and a model that can sample, (B, k, 1, N, N) samples."""
+    """predict(measurements (B, 1, *data shape) float32, e.g. (B, 1, angles, detectors) for CT) -> images
+    (B, 1, N, N), or (B, 1, N) signals; with params={"samples": k} and a model that can sample, (B, k, 1, ...) samples."""
 
     def load_context(self, context) -> None:
         config = json.loads(open(context.artifacts["config"]).read())
         self.module = load_checkpoint(context.artifacts["checkpoint"], config["method"], config["geometry"])
-        self.data_shape = tuple(operator_from(config["geometry"]).range_shape)
+        holder = getattr(self.module, "network", None) or self.module.generator  # a point estimator's network, a sampler's generator
+        self.data_shape = tuple(holder.operator.range_shape)
 
     def predict(self, context, model_input, params: dict | None = None) -> np.ndarray:
         y = np.asarray(model_input, dtype=np.float32)
-        if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != self.data_shape:
+        if y.ndim != 2 + len(self.data_shape) or y.shape[1] != 1 or tuple(y.shape[2:]) != self.data_shape:
             raise ValueError(f"measurements of shape {y.shape}: expected (batch, 1, {', '.join(map(str, self.data_shape))})")
         samples = int((params or {}).get("samples") or 0)
         with torch.no_grad():

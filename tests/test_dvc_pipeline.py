@@ -26,12 +26,15 @@ from tasks.reference import CODE_MODULES
 from tests.conftest import ROOT, copy_repo_at_smoke_scale
 
 
-#: the default suite's DAG: one pipeline per forward kind and per kind of
-#: reference (ellipses on CT: MCMC only; single_pixel: the Gaussian closed
-#: form; mri: the mixture's); the slow test runs the whole catalogue.
-PIPELINES = ("ellipses", "single_pixel", "mri")
+#: the default suite's DAG: one pipeline per forward kind, which covers each
+#: kind of reference (ellipses on CT: MCMC only; single_pixel: the Gaussian
+#: closed form; mri and blur: the mixture's; integration: the 1-D Gaussian
+#: process's); the slow test runs the whole catalogue.
+PIPELINES = ("ellipses", "single_pixel", "mri", "blur", "integration")
 CATALOGUE = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
-CLOSED_FORM = {"gaussian_field": {"lmmse"}, "gaussian_mixture": {"exact_mean", "lmmse"}}  # by prior: exact methods beside the MCMC mean
+CLOSED_FORM = {  # by prior: exact methods beside the MCMC mean
+    "gaussian_field": {"lmmse"}, "gaussian_mixture": {"exact_mean", "lmmse"}, "gaussian_process": {"lmmse"},
+}
 LEARNED = ("postproc", "lgd", "lpd", "cwgan")
 
 

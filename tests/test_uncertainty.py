@@ -83,7 +83,7 @@ def test_reference_is_read_and_checked(tmp_path, generator):
     assert ref.mean.shape == (2, 1, 8, 8) and ref.samples.shape == (2, 50, 1, 8, 8)
     lean = read_reference(tmp_path / "ref", 8, samples=False)  # what the gap reads: means and stds
     assert torch.equal(lean.mean, ref.mean) and torch.equal(lean.std, ref.std) and lean.samples.numel() == 0
-    with pytest.raises(DataError, match="expected 4x4 images"):
+    with pytest.raises(DataError, match=r"expected images of \(4, 4\)"):
         read_reference(tmp_path / "ref", 4)
     (tmp_path / "ref" / "item_00001.npz").write_bytes(b"truncated")
     with pytest.raises(DataError, match="item_00001.npz: not a readable reference item file"):

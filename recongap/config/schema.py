@@ -15,9 +15,10 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, Tag, ValidationError, field_validator, model_validator
 
+from ..operators import OPERATOR_KINDS, SIGNAL_KINDS
 from ..operators.fbp import angle_weight
 from ..operators.geometry import Geometry
-from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
+from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior, PoissonJumpPrior
 
 
 class ConfigError(ValueError):
@@ -336,19 +337,30 @@ class BlurForward(Strict):
         return {"kind": self.kind, "size": size, **self.model_dump(exclude={"kind"})}
 
 
+class IntegrationForward(Strict):
+    """1-D integration on [0, 1] (the Bremen talk's example): signals of `size` points."""
+
+    kind: Literal["integration"]
+    alpha: float = Field(default=1e-3, gt=0, description="Tikhonov weight of the first reconstruction")
+
+    def description_for(self, size: int) -> dict:
+        return {"kind": self.kind, "size": size, **self.model_dump(exclude={"kind"})}
+
+
 def _forward_kind(value: object) -> str:
     if isinstance(value, dict):
         return value.get("kind", "ct")
     return getattr(value, "kind", "ct")
 
 
-FORWARD_KINDS = ("ct", "single_pixel", "mri", "blur")
+FORWARD_KINDS = ("ct", *OPERATOR_KINDS)
 Forward = Annotated[
     Union[
         Annotated[ForwardConfig, Tag("ct")],
         Annotated[SinglePixelForward, Tag("single_pixel")],
         Annotated[MRIForward, Tag("mri")],
         Annotated[BlurForward, Tag("blur")],
+        Annotated[IntegrationForward, Tag("integration")],
     ],
     Discriminator(_forward_kind),
 ]
@@ -416,7 +428,37 @@ class GaussianMixturePriorConfig(Strict):
         return GaussianMixturePrior([GaussianFieldPrior(size, **c.model_dump()) for c in self.components], self.weights)
 
 
-PriorConfig = Annotated[Union[EllipsePriorConfig, GaussianFieldPriorConfig, GaussianMixturePriorConfig], Field(discriminator="name")]
+class GaussianProcessPriorConfig(Strict):
+    """A 1-D Gaussian process on [0, 1] (signals, for the integration kind)."""
+
+    name: Literal["gaussian_process"]
+    mean: float = 0.0
+    std: float = Field(default=1.0, gt=0)
+    length_scale: float = Field(default=0.1, gt=0, description="correlation length on [0, 1]")
+    nugget: float = Field(default=1e-4, ge=0)
+
+    def build(self, size: int) -> GaussianProcessPrior:
+        return GaussianProcessPrior(size, **self.model_dump(exclude={"name"}))
+
+
+class PoissonJumpPriorConfig(Strict):
+    """Piecewise constant 1-D signals on [0, 1]: a Poisson number of jumps, a Gaussian level per piece."""
+
+    name: Literal["poisson_jumps"]
+    rate: float = Field(default=5.0, gt=0, description="expected jumps on [0, 1]")
+    mean: float = 0.0
+    std: float = Field(default=1.0, gt=0, description="std of each piece's level")
+
+    def build(self, size: int) -> PoissonJumpPrior:
+        return PoissonJumpPrior(size, **self.model_dump(exclude={"name"}))
+
+
+#: priors of 1-D signals, for the forward kinds of SIGNAL_KINDS; every other prior draws 2-D images
+SIGNAL_PRIORS = ("gaussian_process", "poisson_jumps")
+PriorConfig = Annotated[
+    Union[EllipsePriorConfig, GaussianFieldPriorConfig, GaussianMixturePriorConfig, GaussianProcessPriorConfig, PoissonJumpPriorConfig],
+    Field(discriminator="name"),
+]
 
 
 class NoiseConfig(Strict):
@@ -432,6 +474,18 @@ class PipelineConfig(Strict):
     measurement_grid_factor: int = Field(
         default=1, ge=1, le=4, description=">1 simulates measurements on a finer grid (no inverse crime)"
     )
+    reference_budgets: dict[ScaleName, ReferenceBudget] = Field(
+        default={}, description="this pipeline's reference budget per scale, in place of params.yaml's reference.budgets (a cheap sampler affords more)"
+    )
+    @model_validator(mode="after")
+    def _prior_fits_the_operator(self) -> "PipelineConfig":
+        signal_prior, signal_kind = self.prior.name in SIGNAL_PRIORS, self.forward.kind in SIGNAL_KINDS
+        if signal_prior != signal_kind:
+            what = "1-D signals" if signal_prior else "2-D images"
+            needs = f"a forward kind of {list(SIGNAL_KINDS)}" if signal_prior else f"a prior of 2-D images, not one of {list(SIGNAL_PRIORS)}"
+            raise ValueError(f"prior {self.prior.name!r} draws {what}, forward kind {self.forward.kind!r} needs {needs}")
+        return self
+
     @model_validator(mode="after")
     def _grid_factor_supported(self) -> "PipelineConfig":
         if self.measurement_grid_factor > 1 and self.prior.name != "ellipses":
@@ -448,7 +502,7 @@ ClassicalMethod = Literal["fbp", "first", "tv"]
 #: the forward kinds a classical method applies to (absent: every kind). FBP is
 #: CT's; `first`, the operator's own first reconstruction, stands in for it
 #: on the other kinds (on CT it would repeat FBP untuned).
-CLASSICAL_KINDS: dict[str, tuple[str, ...]] = {"fbp": ("ct",), "first": ("single_pixel", "mri", "blur")}
+CLASSICAL_KINDS: dict[str, tuple[str, ...]] = {"fbp": ("ct",), "first": tuple(OPERATOR_KINDS)}
 LearnedMethod = Literal["postproc", "lgd", "lpd"]
 SamplerMethod = Literal["cwgan"]
 

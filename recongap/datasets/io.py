@@ -1,8 +1,8 @@
 """Paired-data files: one HDF5 file per split, written atomically, read with checks.
 
 Layout of `<split>.h5`:
-    images        (n, 1, size, size)         float32, the ground truth x
-    measurements  (n, 1, angles, detectors)  float32, y = A x + noise
+    images        (n, 1, size, size)         float32, the ground truth x ((n, 1, size) for 1-D signals)
+    measurements  (n, 1, *data shape)        float32, y = A x + noise (CT: angles, detectors)
     params        (n, *prior parameter shape) float64, the prior draw behind x
     attrs         config (JSON), seed, split, noise_std, measurement_grid_factor,
                   inverse_crime, format_version, recongap_version
@@ -83,9 +83,9 @@ def read_split(path: str | Path) -> Split:
     n = {k: a.shape[0] for k, a in arrays.items()}
     if len(set(n.values())) != 1:
         raise DataError(f"{path}: datasets disagree on the number of items: {n}")
-    if arrays["images"].ndim != 4 or arrays["measurements"].ndim != 4:
+    if arrays["images"].ndim not in (3, 4) or arrays["measurements"].ndim not in (3, 4):
         raise DataError(
-            f"{path}: images and measurements must be (n, 1, H, W); got "
+            f"{path}: images and measurements must be (n, 1, H, W) or, for 1-D signals, (n, 1, N); got "
             f"{arrays['images'].shape} and {arrays['measurements'].shape}"
         )
     for k in ("images", "measurements"):

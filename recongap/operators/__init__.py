@@ -6,7 +6,7 @@ from .backends import BACKENDS, system_matrix
 from .base import LinearOperator
 from .blur import Blur
 from .fbp import FILTERS
-from .forward import CT_KINDS, OPERATOR_KINDS, canonical, operator_from, operator_kind
+from .forward import CT_KINDS, OPERATOR_KINDS, SIGNAL_KINDS, canonical, operator_from, operator_kind
 from .geometry import Geometry
 from .integration import Integration
 from .mri import UndersampledFourier
@@ -15,5 +15,5 @@ from .single_pixel import SinglePixel
 
 __all__ = [
     "BACKENDS", "Blur", "CT_KINDS", "FILTERS", "Geometry", "Integration", "LinearOperator", "OPERATOR_KINDS", "RayTransform",
-    "SinglePixel", "UndersampledFourier", "canonical", "operator_from", "operator_kind", "system_matrix",
+    "SIGNAL_KINDS", "SinglePixel", "UndersampledFourier", "canonical", "operator_from", "operator_kind", "system_matrix",
 ]

@@ -3,8 +3,10 @@ checkpoints and runs record (under the key `geometry`, its name from when CT
 was the only kind, so that every older file still reads).
 
 CT: a `Geometry`'s fields, whose `kind` is `parallel` or `fan`. Every other
-kind: `{kind: single_pixel | mri | blur, size, ...its options}`, the options
-as pipelines.yaml's `forward` entry spells them (recongap.config.schema).
+kind: `{kind: single_pixel | mri | blur | integration, size, ...its options}`,
+the options as pipelines.yaml's `forward` entry spells them
+(recongap.config.schema); `size` is the image side, or the number of points
+of integration's 1-D signals.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Callable, Mapping
 from .base import LinearOperator
 from .blur import Blur
 from .geometry import Geometry
+from .integration import Integration
 from .mri import UndersampledFourier
 from .ray_transform import RayTransform
 from .single_pixel import SinglePixel
@@ -37,7 +40,15 @@ def _blur(size: int, kernel: str, std: float, length: int, angle: float, alpha: 
     return Blur.gaussian(size, std, alpha)
 
 
-OPERATOR_KINDS: dict[str, Callable[..., LinearOperator]] = {"single_pixel": _single_pixel, "mri": _mri, "blur": _blur}
+def _integration(size: int, alpha: float) -> Integration:
+    return Integration(size, alpha)
+
+
+OPERATOR_KINDS: dict[str, Callable[..., LinearOperator]] = {
+    "single_pixel": _single_pixel, "mri": _mri, "blur": _blur, "integration": _integration,
+}
+#: the kinds whose images are 1-D signals (B, 1, n) rather than (B, 1, n, n)
+SIGNAL_KINDS = ("integration",)
 
 
 def operator_kind(description: Mapping[str, Any]) -> str:
@@ -62,7 +73,10 @@ def operator_from(description: Mapping[str, Any]) -> LinearOperator:
 
 
 def canonical(description: Mapping[str, Any] | Geometry) -> dict:
-    """The description (or CT geometry) with every default filled in, to compare two of them."""
+    """A form of the description in which two equal operators compare equal: a CT
+    geometry with every default filled in; any other kind with its keys
+    sorted (its builder takes every option, and pipelines.yaml's schema
+    writes them all, so no default is left to fill)."""
     if isinstance(description, Geometry):
         return description.resolved()
     if operator_kind(description) == "ct":

@@ -28,7 +28,7 @@ from ..operators import LinearOperator
 class GaussianMoments(Protocol):
     """What the formulas need of a prior: its mean, covariance operator and variances."""
 
-    size: int
+    image_shape: tuple[int, ...]
 
     def mean_image(self) -> torch.Tensor: ...
 
@@ -41,22 +41,23 @@ class GaussianPosterior:
     """Closed-form posterior mean, pixel variances, evidence and exact draws, in float64."""
 
     def __init__(self, prior: GaussianMoments, operator: LinearOperator, noise_std: float) -> None:
-        n, m = prior.size, math.prod(operator.range_shape)
-        if operator.domain_shape != (n, n):
-            raise ValueError(f"prior is {n}x{n} but the operator maps {operator.domain_shape} images")
+        shape, m = tuple(prior.image_shape), math.prod(operator.range_shape)
+        if tuple(operator.domain_shape) != shape:
+            raise ValueError(f"prior images are {shape} but the operator maps {tuple(operator.domain_shape)} images")
+        self.shape, pixels = shape, math.prod(shape)
         self.prior, self.operator, self.noise_std = prior, operator, float(noise_std)
         with torch.no_grad():
             # columns of A^T as images, then S A^T and K = A S A^T + s^2 I
             basis = torch.eye(m, dtype=torch.float64).reshape(m, 1, *operator.range_shape)
-            at = operator.adjoint(basis)[:, 0]  # (m, n, n)
-            sat = prior.covariance_apply(at)  # (m, n, n)
+            at = operator.adjoint(basis)[:, 0]  # (m, *shape)
+            sat = prior.covariance_apply(at)  # (m, *shape)
             k = operator(sat.unsqueeze(1)).reshape(m, m) + self.noise_std**2 * torch.eye(m, dtype=torch.float64)
             self._cholesky = torch.linalg.cholesky(0.5 * (k + k.T))
-            self._gain = sat.reshape(m, n * n)  # rows: (S A^T)^T
+            self._gain = sat.reshape(m, pixels)  # rows: (S A^T)^T
             solved = torch.cholesky_solve(self._gain, self._cholesky)  # K^-1 A S
             prior_var = prior.variance_image().reshape(-1)
-            self.pixel_variance = (prior_var - (self._gain * solved).sum(0)).clamp_min(0).reshape(1, 1, n, n)
-            self.prior_mean = prior.mean_image().reshape(1, 1, n, n).to(torch.float64)
+            self.pixel_variance = (prior_var - (self._gain * solved).sum(0)).clamp_min(0).reshape(1, 1, *shape)
+            self.prior_mean = prior.mean_image().reshape(1, 1, *shape).to(torch.float64)
             self._data_mean = operator(self.prior_mean).reshape(1, m)
 
     def _weights(self, y: torch.Tensor) -> torch.Tensor:
@@ -74,11 +75,11 @@ class GaussianPosterior:
         return self.mean(y)
 
     def pixel_std(self, y: torch.Tensor) -> torch.Tensor:
-        """The posterior's pixel std for each item of y, (B, 1, n, n) (the same for every y)."""
-        return self.pixel_variance.sqrt().expand(y.shape[0], -1, -1, -1)
+        """The posterior's pixel std for each item of y, (B, 1, *image shape) (the same for every y)."""
+        return self.pixel_variance.sqrt().expand(y.shape[0], *[-1] * (self.pixel_variance.dim() - 1))
 
     def functional(self, direction: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior of a . x for an image a (n, n): its mean per item (B,) and
+        """The posterior of a . x for an image a (of the image shape): its mean per item (B,) and
         its variance a^T S a - (A S a)^T K^-1 (A S a) (the same for every y)."""
         a = direction.to(torch.float64)
         with torch.no_grad():
@@ -105,14 +106,14 @@ class GaussianPosterior:
             return -0.5 * (white**2).sum(0) - 0.5 * log_det - 0.5 * residual.shape[1] * math.log(2 * math.pi)
 
     def sample(self, y: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
-        """Exact posterior draws (B, draws, 1, n, n), by perturbation: a prior draw
+        """Exact posterior draws (B, draws, 1, *image shape), by perturbation: a prior draw
         x' and noise e' corrected by the gain, x' + S A^T K^-1 (y - A x' - e'),
         has the posterior's law. Needs a prior that can draw (sample, render)."""
-        b, n = y.shape[0], self.prior.size
+        b = y.shape[0]
         with torch.no_grad():
-            prior_draws = self.prior.render(self.prior.sample(b * draws, generator), n).to(torch.float64)
+            prior_draws = self.prior.render(self.prior.sample(b * draws, generator), self.shape[-1]).to(torch.float64)
             noise = self.noise_std * torch.randn(b * draws, 1, *self.operator.range_shape, generator=generator, dtype=torch.float64)
             simulated = self.operator(prior_draws) + noise
             target = y.to(torch.float64).repeat_interleave(draws, 0)
             correction = (self._weights(target) - self._weights(simulated)) @ self._gain
-            return (prior_draws + correction.reshape(b * draws, 1, n, n)).reshape(b, draws, 1, n, n)
+            return (prior_draws + correction.reshape(b * draws, 1, *self.shape)).reshape(b, draws, 1, *self.shape)

@@ -22,12 +22,13 @@ import torch
 
 from ..datasets.simulate import measurement_operator
 from ..operators import LinearOperator, RayTransform
-from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior
+from ..priors import EllipsePrior, GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior, PoissonJumpPrior
 from .diagnostics import summarize
 from .ellipse_blocks import EllipseBlockSampler, run_blocks
+from .jump_gibbs import JumpEvidence, run_jump_gibbs
 from .mcmc import run_hmc, run_hmc_from_truth
 
-Prior = Union[EllipsePrior, GaussianFieldPrior, GaussianMixturePrior]
+Prior = Union[EllipsePrior, GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior, PoissonJumpPrior]
 
 
 @dataclass
@@ -74,7 +75,9 @@ class ReferenceSettings:
     #: start="truth"): a random-walk move of one ellipse at a time with the
     #: residual kept up to date (ellipse_blocks.py); a draw is one sweep.
     #: leapfrog_steps, step_size, target_accept, mass and render_dtype are HMC's only;
-    #: "auto": "blocks" for an ellipse prior (without normalize_foreground) with start="truth", else "hmc"
+    #: "auto": "blocks" for an ellipse prior (without normalize_foreground) with start="truth", else "hmc".
+    #: A PoissonJumpPrior, whose jumps are discrete, is always sampled by "gibbs"
+    #: (jump_gibbs.py: collapsed Gibbs sweeps of its jump indicators; a draw is one sweep)
     sampler: str = "hmc"
     #: sampler="blocks": birth/death moves after each sweep (each costs about one slot's move)
     birth_death_moves: int = 1
@@ -95,8 +98,8 @@ class ReferenceSettings:
             problems.append(f"start='truth' with temperatures={self.temperatures} (tempered replicas cannot start at the truth)")
         if self.probe_chains > 0 and self.start != "truth":
             problems.append(f"probe_chains={self.probe_chains} with start={self.start!r} (the probe is for start='truth')")
-        if self.sampler not in ("auto", "hmc", "blocks") or (self.sampler == "blocks" and self.start != "truth"):
-            problems.append(f"sampler={self.sampler!r} with start={self.start!r} (need 'hmc', or 'blocks' with start='truth')")
+        if self.sampler not in ("auto", "hmc", "blocks", "gibbs") or (self.sampler == "blocks" and self.start != "truth"):
+            problems.append(f"sampler={self.sampler!r} with start={self.start!r} (need 'hmc', 'gibbs', or 'blocks' with start='truth')")
         if self.birth_death_moves < 0 or self.intensity_moves < 0:
             problems.append(f"birth_death_moves={self.birth_death_moves}, intensity_moves={self.intensity_moves} (need >= 0)")
         if self.projections < 0 or self.probe_chains < 0:
@@ -125,17 +128,23 @@ class ReferenceResult:
     diagnostics: dict = field(default_factory=dict)
 
 
-def summary_pixels(size: int) -> list[tuple[int, int]]:
-    """The fixed pixels whose traces enter the diagnostics."""
-    h, q = size // 2, size // 4
+def summary_pixels(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The fixed pixels (2-D images) or points (1-D signals) whose traces enter the diagnostics."""
+    h, q = shape[-1] // 2, shape[-1] // 4
+    if len(shape) == 1:
+        return [(h,), (q,), (3 * q,)]
     return [(h, h), (q, q), (q, 3 * q), (3 * q, h)]
 
 
-def summary_projections(size: int, count: int) -> torch.Tensor:
-    """(count, N*N) fixed random unit directions in image space (seeded, so
+def pixel_name(index: tuple[int, ...]) -> str:
+    return "pixel_" + "_".join(str(i) for i in index)
+
+
+def summary_projections(shape: tuple[int, ...], count: int) -> torch.Tensor:
+    """(count, pixels) fixed random unit directions in image space (seeded, so
     every run and item uses the same): their traces see the whole image,
     where a pixel sees one spot."""
-    directions = torch.randn(count, size * size, generator=torch.Generator().manual_seed(20240), dtype=torch.float64)
+    directions = torch.randn(count, math.prod(shape), generator=torch.Generator().manual_seed(20240), dtype=torch.float64)
     return directions / directions.norm(dim=1, keepdim=True)
 
 
@@ -151,12 +160,12 @@ def closed_form_check(
     all `items` together would otherwise flag perfect chains more often than
     `false_alarm` (Bonferroni over summaries and items): one flagged item
     marks the whole reference unreliable."""
-    size = exact_mean.shape[-1]
+    shape = tuple(exact_mean.shape[2:])  # (B=1, 1, *image shape)
     flat = exact_mean.reshape(-1).to(torch.float64).cpu()
-    image = flat.reshape(size, size)
+    image = flat.reshape(shape)
     exact = {"mean_intensity": float(flat.mean())}
-    exact |= {f"pixel_{r}_{c}": float(image[r, c]) for r, c in summary_pixels(size)}
-    exact |= {f"projection_{k}": float(d @ flat) for k, d in enumerate(summary_projections(size, projections))}
+    exact |= {pixel_name(p): float(image[p]) for p in summary_pixels(shape)}
+    exact |= {f"projection_{k}": float(d @ flat) for k, d in enumerate(summary_projections(shape, projections))}
     tests = len([name for name in exact if name in summaries]) * max(items, 1)
     limit = max(3.0, float(torch.special.ndtri(torch.tensor(1 - false_alarm / (2 * max(tests, 1)), dtype=torch.float64))))
     z = {}
@@ -321,7 +330,7 @@ def _check_inputs(
     prior: Prior, operator: LinearOperator, y: torch.Tensor, truth: torch.Tensor | None, grid_factor: int,
     truth_params: torch.Tensor | None, start: str, sampler: str = "hmc",
 ) -> None:
-    size = operator.domain_shape[0]
+    shape = tuple(operator.domain_shape)
     if start == "truth":
         if truth is None or truth_params is None:
             raise ValueError("start='truth' needs both truth (the images) and truth_params (the parameters behind them)")
@@ -331,18 +340,24 @@ def _check_inputs(
         raise ValueError(f"sampler='blocks' moves ellipses: it needs an EllipsePrior, got {type(prior).__name__}")
     if sampler == "blocks" and prior.normalize_foreground:
         raise ValueError("sampler='blocks' needs an image that is a sum over slots: not with normalize_foreground=True (use 'hmc')")
-    if not isinstance(prior, (EllipsePrior, GaussianFieldPrior, GaussianMixturePrior)):
-        raise ValueError(f"sample_reference supports EllipsePrior, GaussianFieldPrior and GaussianMixturePrior, got {type(prior).__name__}")
-    if y.ndim != 4 or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
-        raise ValueError(f"y must have shape (B, 1, {operator.range_shape[0]}, {operator.range_shape[1]}), got {tuple(y.shape)}")
-    if truth is not None and tuple(truth.shape) != (y.shape[0], 1, size, size):
-        raise ValueError(f"truth must have shape ({y.shape[0]}, 1, {size}, {size}), got {tuple(truth.shape)}")
+    if not isinstance(prior, (EllipsePrior, GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior, PoissonJumpPrior)):
+        raise ValueError(
+            "sample_reference supports EllipsePrior, GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior "
+            f"and PoissonJumpPrior, got {type(prior).__name__}"
+        )
+    if (sampler == "gibbs") != isinstance(prior, PoissonJumpPrior):
+        raise ValueError(f"sampler='gibbs' is the PoissonJumpPrior's, and its only one; got sampler={sampler!r} for {type(prior).__name__}")
+    if y.ndim != 2 + len(operator.range_shape) or y.shape[1] != 1 or tuple(y.shape[2:]) != tuple(operator.range_shape):
+        raise ValueError(f"y must have shape (B, 1, {', '.join(map(str, operator.range_shape))}), got {tuple(y.shape)}")
+    if truth is not None and tuple(truth.shape) != (y.shape[0], 1, *shape):
+        raise ValueError(f"truth must have shape ({y.shape[0]}, 1, {', '.join(map(str, shape))}), got {tuple(truth.shape)}")
     if grid_factor < 1:
         raise ValueError(f"measurement_grid_factor must be >= 1, got {grid_factor}")
-    if isinstance(prior, (GaussianFieldPrior, GaussianMixturePrior)) and (prior.size != size or grid_factor != 1):
+    gaussian = (GaussianFieldPrior, GaussianMixturePrior, GaussianProcessPrior, PoissonJumpPrior)
+    if isinstance(prior, gaussian) and (tuple(prior.image_shape) != shape or grid_factor != 1):
         raise ValueError(
-            f"a {type(prior).__name__} of size {prior.size} needs a {prior.size}x{prior.size} operator and "
-            f"measurement_grid_factor 1, got {size}x{size} and {grid_factor}"
+            f"a {type(prior).__name__} of shape {prior.image_shape} needs an operator on that shape and "
+            f"measurement_grid_factor 1, got {shape} and {grid_factor}"
         )
 
 
@@ -412,8 +427,8 @@ def _default_inv_mass(prior: Prior, t: int) -> torch.Tensor:
     whitened coefficients; the prior's pixel variances for a mixture's
     pixels; for ellipse slots a rough posterior width per field (intensity,
     axes, centre, rotation) until warm-up measures it."""
-    if isinstance(prior, GaussianFieldPrior):
-        return torch.ones(t, prior.size * prior.size, dtype=torch.float64)
+    if isinstance(prior, (GaussianFieldPrior, GaussianProcessPrior)):
+        return torch.ones(t, math.prod(prior.param_shape), dtype=torch.float64)
     if isinstance(prior, GaussianMixturePrior):
         return prior.variance_image().reshape(1, -1).repeat(t, 1)
     field_scale = torch.tensor([0.05, 0.02, 0.02, 0.02, 0.02, 0.3], dtype=torch.float64) ** 2
@@ -442,12 +457,12 @@ class _DrawRecorder:
     every thin-th image."""
 
     def __init__(self, target: _Target, cold: torch.Tensor, settings: ReferenceSettings, prior: Prior,
-                 truth: torch.Tensor | None, t: int, size: int, device: torch.device) -> None:
+                 truth: torch.Tensor | None, t: int, shape: tuple[int, ...], device: torch.device) -> None:
         self.target, self.cold, self.thin, self.draws = target, cold, settings.thin, settings.draws
-        self.pixels = summary_pixels(size)
-        self.directions = summary_projections(size, settings.projections).to(device)
+        self.pixels = summary_pixels(shape)
+        self.directions = summary_projections(shape, settings.projections).to(device)
         self.slots = prior.slots if isinstance(prior, EllipsePrior) else None
-        self.names = ["log_posterior", "mean_intensity"] + [f"pixel_{r}_{c}" for r, c in self.pixels]
+        self.names = ["log_posterior", "mean_intensity"] + [pixel_name(p) for p in self.pixels]
         self.names += [f"projection_{k}" for k in range(settings.projections)]
         if self.slots is not None:
             self.names.append("ellipse_count")
@@ -457,9 +472,9 @@ class _DrawRecorder:
             self.truth = truth.to(device, torch.float64).repeat_interleave(settings.chains, 0)
         self.t, self.batches = t, min(5, self.draws)  # batch means of each chain
         self.traces = torch.zeros(t, self.draws, len(self.names), dtype=torch.float64)
-        self.total = torch.zeros(t, 1, size, size, dtype=torch.float64, device=device)
+        self.total = torch.zeros(t, 1, *shape, dtype=torch.float64, device=device)
         self.total_sq = torch.zeros_like(self.total)
-        self.batch_total = torch.zeros(t, self.batches, 1, size, size, dtype=torch.float64, device=device)
+        self.batch_total = torch.zeros(t, self.batches, 1, *shape, dtype=torch.float64, device=device)
         self.kept: list[torch.Tensor] = []
 
     def __call__(self, i: int, q: torch.Tensor, u: torch.Tensor) -> None:
@@ -469,7 +484,7 @@ class _DrawRecorder:
         self.total, self.total_sq = self.total + image, self.total_sq + image * image
         self.batch_total[:, i * self.batches // self.draws] += image
         flat = image.flatten(1)
-        columns = [log_posterior, flat.mean(1)] + [image[:, 0, r, c] for r, c in self.pixels] + list((flat @ self.directions.T).unbind(1))
+        columns = [log_posterior, flat.mean(1)] + [image[(slice(None), 0, *p)] for p in self.pixels] + list((flat @ self.directions.T).unbind(1))
         if self.slots is not None:
             columns.append((q.reshape(self.t, self.slots, 6)[..., 0] != 0).sum(1).to(torch.float64))
         if self.truth is not None:
@@ -481,13 +496,16 @@ class _DrawRecorder:
     def batch_means(self) -> torch.Tensor:
         """(T, batches, 1, N, N): each chain's mean image over each batch of draws."""
         counts = torch.bincount(torch.arange(self.draws) * self.batches // self.draws, minlength=self.batches)
-        return self.batch_total.cpu() / counts.to(torch.float64).view(1, self.batches, 1, 1, 1)
+        return self.batch_total.cpu() / counts.to(torch.float64).view(1, self.batches, *[1] * (self.batch_total.dim() - 2))
 
 
 def _run_chains(prior: Prior, target: _Target, measure: LinearOperator, noise_std: float, y_rep: torch.Tensor, q0: torch.Tensor,
                 settings: ReferenceSettings, generator: torch.Generator, on_draw: _DrawRecorder) -> dict[str, torch.Tensor]:
     """Warm-up and draws with the chosen sampler; returns each row's acceptance rates per move kind."""
     t_all = q0.shape[0]
+    if settings.sampler == "gibbs":
+        evidence = JumpEvidence(prior, measure, noise_std, y_rep)
+        return run_jump_gibbs(evidence, prior.jumps_of(q0.reshape(t_all, -1)), settings.warmup, settings.draws, generator, on_draw)
     if settings.sampler == "blocks":
         blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.domain_shape[-1], noise_std, y_rep.flatten(1))
         return run_blocks(
@@ -542,7 +560,11 @@ def sample_reference(
     states; only the beta = 1 replicas are kept. Returns one ReferenceResult
     per item."""
     settings = settings or ReferenceSettings()
-    if settings.sampler == "auto":
+    if isinstance(prior, PoissonJumpPrior):  # discrete jumps: no gradient moves; Gibbs whatever the setting
+        if settings.temperatures > 1:
+            raise ValueError(f"the PoissonJumpPrior's Gibbs sampler has no tempering: temperatures must be 1, got {settings.temperatures}")
+        settings = dataclasses.replace(settings, sampler="gibbs")
+    elif settings.sampler == "auto":
         # the block moves need a render that is a sum over slots (normalize_foreground is not) and a ray transform's matrix
         blocks_apply = (
             isinstance(prior, EllipsePrior) and not prior.normalize_foreground and settings.start == "truth"
@@ -553,7 +575,9 @@ def sample_reference(
     if not noise_std > 0:
         raise ValueError(f"noise_std must be positive, got {noise_std}")
     device = y.device
-    items, chains, size, levels = y.shape[0], settings.chains, operator.domain_shape[0], settings.temperatures
+    items, chains, levels = y.shape[0], settings.chains, settings.temperatures
+    shape = tuple(operator.domain_shape)
+    size = shape[-1]  # what the prior renders at
     generator = torch.Generator().manual_seed(settings.seed)
     measure = measurement_operator(operator, measurement_grid_factor)
     y_rep = y.to(torch.float64).repeat_interleave(chains * levels, 0)
@@ -565,7 +589,7 @@ def sample_reference(
     render_dtype = getattr(torch, settings.render_dtype)
     target = _Target(prior, size, measure, float(noise_std), y_rep, ladder.repeat(items * chains).to(device), render_dtype)
     cold = torch.arange(0, q0.shape[0], levels, device=device)  # the beta = 1 replica of each chain
-    recorder = _DrawRecorder(target, cold, settings, prior, truth, items * chains, size, device)
+    recorder = _DrawRecorder(target, cold, settings, prior, truth, items * chains, shape, device)
     render_error = None
     if render_dtype != torch.float64 and settings.sampler == "hmc":
         render_error = _render_error(target, _Target(prior, size, measure, float(noise_std), y_rep), q0, cold, items, chains)
@@ -575,7 +599,7 @@ def sample_reference(
     if settings.start == "truth" and settings.probe_chains > 0:
         probe = _probe_modes(prior, size, measure, float(noise_std), y, settings, generator)
     seconds = (time.perf_counter() - start) / items
-    return _item_results(recorder, settings, acceptance, render_error, probe, truth, items, size, seconds)
+    return _item_results(recorder, settings, acceptance, render_error, probe, truth, items, shape, seconds)
 
 
 def _render_error(target: _Target, exact: _Target, q0: torch.Tensor, cold: torch.Tensor, items: int, chains: int) -> torch.Tensor:
@@ -587,11 +611,11 @@ def _render_error(target: _Target, exact: _Target, q0: torch.Tensor, cold: torch
 
 def _item_results(
     recorder: _DrawRecorder, settings: ReferenceSettings, acceptance: dict[str, torch.Tensor], render_error: torch.Tensor | None,
-    probe: torch.Tensor | None, truth: torch.Tensor | None, items: int, size: int, seconds: float,
+    probe: torch.Tensor | None, truth: torch.Tensor | None, items: int, shape: tuple[int, ...], seconds: float,
 ) -> list[ReferenceResult]:
     """Each item's posterior mean, std, kept samples and diagnostics from its chains' records."""
     chains, levels, n = settings.chains, settings.temperatures, settings.draws
-    samples = torch.stack(recorder.kept, 1) if recorder.kept else torch.zeros(items * chains, 0, 1, size, size, dtype=torch.float64)
+    samples = torch.stack(recorder.kept, 1) if recorder.kept else torch.zeros(items * chains, 0, 1, *shape, dtype=torch.float64)
     batch_means = recorder.batch_means()
     results = []
     for b in range(items):
@@ -612,7 +636,7 @@ def _item_results(
                 "kept_best_log_posterior": kept_best,
                 "multimodal": bool(probe_median > kept_best),
             }
-        item_samples = samples[rows].reshape(-1, 1, size, size)
+        item_samples = samples[rows].reshape(-1, 1, *shape)
         if truth is not None:
             diagnostics["bayes_mse"] = bayes_error_estimates(mean, std, batch_means[rows], item_samples, truth[b : b + 1].cpu())
         results.append(ReferenceResult(mean=mean, std=std, samples=item_samples, diagnostics=diagnostics))
@@ -663,6 +687,10 @@ def _probe_modes(
     def on_draw(i: int, q: torch.Tensor, u: torch.Tensor) -> None:
         log_posterior[:, i] = -u.cpu()
 
+    if settings.sampler == "gibbs":
+        evidence = JumpEvidence(prior, measure, noise_std, target.y)
+        run_jump_gibbs(evidence, prior.jumps_of(params.reshape(t, -1)), settings.warmup, settings.draws, generator, on_draw)
+        return log_posterior.median(1).values.view(items, chains).max(1).values
     if settings.sampler == "blocks":
         # the same moves as the kept chains, from where the pilot ended (a probe makes no exactness claim)
         blocks = EllipseBlockSampler(prior, _system_matrix(measure), measure.domain_shape[-1], noise_std, target.y.flatten(1))

@@ -228,8 +228,8 @@ class ReferencePosterior:
     diagnostics: list[dict]
 
 
-def read_reference(directory: str | Path, size: int, samples: bool = True) -> ReferencePosterior | None:
-    """Every item in `directory`, checked to be of size x size images; None when
+def read_reference(directory: str | Path, shape: int | tuple[int, ...], samples: bool = True) -> ReferencePosterior | None:
+    """Every item in `directory`, checked to be images of `shape` (a size: size x size); None when
     the folder is absent or empty. The stage may cover only the first items of
     the test split, so callers compare on `indices`. samples=False leaves the
     thinned samples out (an empty tensor): the gap needs means and stds only."""
@@ -242,10 +242,11 @@ def read_reference(directory: str | Path, size: int, samples: bool = True) -> Re
         raise DataError(str(e)) from None
     if not items:
         return None
+    shape = (shape, shape) if isinstance(shape, int) else tuple(shape)
     for i, item in items.items():
         for name in ("mean", "std"):
-            if getattr(item, name).size != size * size:
-                raise DataError(f"{item_path(directory, i)}: {name!r} has shape {getattr(item, name).shape}, expected {size}x{size} images")
+            if getattr(item, name).size != math.prod(shape):
+                raise DataError(f"{item_path(directory, i)}: {name!r} has shape {getattr(item, name).shape}, expected images of {shape}")
     counts = {len(item.samples) for item in items.values()}
     if samples and len(counts) > 1:
         raise DataError(f"{directory}: items have different sample counts {sorted(counts)}")
@@ -254,7 +255,7 @@ def read_reference(directory: str | Path, size: int, samples: bool = True) -> Re
         return torch.stack([torch.from_numpy(np.asarray(getattr(item, name), dtype=np.float32)).reshape(shape) for item in items.values()])
 
     return ReferencePosterior(
-        list(items), stacked("mean", (1, size, size)), stacked("std", (1, size, size)),
-        stacked("samples", (-1, 1, size, size)) if samples else torch.empty(len(items), 0, 1, size, size),
+        list(items), stacked("mean", (1, *shape)), stacked("std", (1, *shape)),
+        stacked("samples", (-1, 1, *shape)) if samples else torch.empty(len(items), 0, 1, *shape),
         [item.diagnostics for item in items.values()],
     )

@@ -39,6 +39,10 @@ class GaussianFieldPrior:
     def param_shape(self) -> tuple[int, int]:
         return (self.size, self.size)
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
     @cached_property
     def _eig(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eigenvectors of C_rows and C_cols, and the eigenvalues of C as a grid."""

@@ -41,6 +41,10 @@ class GaussianMixturePrior:
     def param_shape(self) -> tuple[int, int]:
         return (self.size, self.size)
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
     def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, size, size) float64 images and the (n,) component each was drawn from."""
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)

@@ -45,22 +45,24 @@ class FirstReconstruction:
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
-    """Forward differences with Neumann boundary: (B,1,H,W) -> (B,2,H,W)."""
-    dy = torch.zeros_like(x)
-    dx = torch.zeros_like(x)
-    dy[..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    dx[..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
-    return torch.cat([dy, dx], dim=1)
+    """Forward differences with Neumann boundary, one channel per axis:
+    (B, 1, H, W) -> (B, 2, H, W), (B, 1, N) -> (B, 1, N)."""
+    parts = []
+    for axis in range(2, x.dim()):
+        d = torch.zeros_like(x)
+        n = x.shape[axis]
+        d.narrow(axis, 0, n - 1).copy_(x.narrow(axis, 1, n - 1) - x.narrow(axis, 0, n - 1))
+        parts.append(d)
+    return torch.cat(parts, dim=1)
 
 
 def gradient_adjoint(g: torch.Tensor) -> torch.Tensor:
     """The adjoint of `gradient` (minus the divergence)."""
-    gy, gx = g[:, :1], g[:, 1:]
-    out = torch.zeros_like(gy)
-    out[..., :-1, :] -= gy[..., :-1, :]
-    out[..., 1:, :] += gy[..., :-1, :]
-    out[..., :, :-1] -= gx[..., :, :-1]
-    out[..., :, 1:] += gx[..., :, :-1]
+    out = torch.zeros_like(g[:, :1])
+    for c, axis in enumerate(range(2, g.dim())):
+        gc, n = g[:, c : c + 1], g.shape[axis]
+        out.narrow(axis, 0, n - 1).sub_(gc.narrow(axis, 0, n - 1))
+        out.narrow(axis, 1, n - 1).add_(gc.narrow(axis, 0, n - 1))
     return out
 
 
@@ -68,7 +70,8 @@ class TVReconstructor:
     """argmin_x 1/2 ||A x - y||^2 + weight * TV(x) [+ x >= 0], by PDHG.
 
     Chambolle-Pock with tau = sigma = 1 / ||K||, K = [A; grad], using
-    ||K||^2 <= ||A||^2 + 8. Batched: every item of y is solved at once.
+    ||K||^2 <= ||A||^2 + 4 d (d = 2 for images, 1 for signals). Batched:
+    every item of y is solved at once.
     """
 
     def __init__(self, operator: LinearOperator, weight: float = 1e-3, iterations: int = 300, nonnegative: bool = False) -> None:
@@ -76,11 +79,12 @@ class TVReconstructor:
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         op = self.operator
-        step = 1.0 / math.sqrt(op.norm() ** 2 + 8.0)
+        dims = len(op.domain_shape)
+        step = 1.0 / math.sqrt(op.norm() ** 2 + 4.0 * dims)
         with torch.no_grad():
             x = torch.zeros(y.shape[0], 1, *op.domain_shape, dtype=y.dtype, device=y.device)
             x_bar, p = x.clone(), torch.zeros_like(y)
-            q = torch.zeros(y.shape[0], 2, *op.domain_shape, dtype=y.dtype, device=y.device)
+            q = torch.zeros(y.shape[0], dims, *op.domain_shape, dtype=y.dtype, device=y.device)
             for _ in range(self.iterations):
                 p = (p + step * (op(x_bar) - y)) / (1 + step)
                 q = q + step * gradient(x_bar)

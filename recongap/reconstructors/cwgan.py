@@ -16,7 +16,7 @@ from torch import nn
 from ..config.schema import CWGANParams
 from ..metrics import psnr
 from ..operators import LinearOperator, operator_from
-from .networks import UNet, first_image
+from .networks import CONV, UNet, first_image
 
 #: keys of params.yaml `methods.cwgan` that shape the generator network
 GENERATOR_KEYS = ("channels", "depth", "z_channels", "filter")
@@ -29,7 +29,7 @@ class ConditionalGenerator(nn.Module):
     def __init__(self, operator: LinearOperator, channels: int = 32, depth: int = 3, z_channels: int = 4, filter: str = "hann") -> None:
         super().__init__()
         self.operator, self.filter, self.z_channels = operator, filter, z_channels
-        self.unet = UNet(channels, depth, in_channels=1 + z_channels)
+        self.unet = UNet(channels, depth, in_channels=1 + z_channels, dims=len(operator.domain_shape))
 
     def initial(self, y: torch.Tensor) -> torch.Tensor:
         """The operator-aware starting image F(y) (FBP for CT), (B, 1, *image shape)."""
@@ -80,23 +80,24 @@ class PairCritic(nn.Module):
     statistics would couple.
     """
 
-    def __init__(self, width: int = 32, depth: int = 3) -> None:
+    def __init__(self, width: int = 32, depth: int = 3, dims: int = 2) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        conv = CONV[dims]
+        layers: list[nn.Module] = [conv(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
         for i in range(depth):
-            layers += [nn.Conv2d(width * 2**i, width * 2 ** (i + 1), 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [conv(width * 2**i, width * 2 ** (i + 1), 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.score = nn.Linear(width * 2**depth, 1)
 
     def forward(self, pair: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """(B, 2, N, N) pairs and (B, 1, N, N) FBP images -> (B,) scores."""
-        return self.score(self.features(torch.cat([pair, start], dim=1)).mean(dim=(2, 3))).squeeze(1)
+        """(B, 2, *image) pairs and (B, 1, *image) first reconstructions -> (B,) scores."""
+        return self.score(self.features(torch.cat([pair, start], dim=1)).flatten(2).mean(dim=2)).squeeze(1)
 
 
 def random_order_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, 2, N, N): [a, b] or [b, a], each order with probability 1/2 per item,
     so that the critic cannot tell which slot holds the real image."""
-    swap = torch.rand(a.shape[0], 1, 1, 1, device=a.device) < 0.5
+    swap = torch.rand(a.shape[0], *[1] * (a.dim() - 1), device=a.device) < 0.5
     return torch.cat([torch.where(swap, b, a), torch.where(swap, a, b)], dim=1)
 
 
@@ -142,7 +143,7 @@ class CWGANModule(L.LightningModule):
         # through the schema: a checkpoint saved before an option existed gets its default
         self.options = CWGANParams(**network).model_dump()
         self.generator = ConditionalGenerator(operator, **{k: network[k] for k in GENERATOR_KEYS})
-        self.critic = PairCritic(network["critic_width"], network["depth"])
+        self.critic = PairCritic(network["critic_width"], network["depth"], len(operator.domain_shape))
 
     def start_from(self, trained: L.LightningModule) -> None:
         """Start the generator from a trained postproc model (see ConditionalGenerator.start_from)."""
@@ -176,7 +177,7 @@ class CWGANModule(L.LightningModule):
         return self.critic(fake, start).mean() - self.critic(real, start).mean(), real, fake
 
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+        eps = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device, dtype=real.dtype)
         between = (eps * real + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.critic(between, start).sum(), between, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

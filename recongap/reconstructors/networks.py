@@ -1,7 +1,8 @@
 """Learned reconstructors as plain torch modules mapping data y to images.
 
 Each holds the operator inside its graph (torch backend), scaled by its norm
-as in Adler & Öktem's learned primal-dual.
+as in Adler & Öktem's learned primal-dual. Convolutions are 2-D for images
+and 1-D for signals (the integration kind): `dims`, read off the operator.
 """
 
 from __future__ import annotations
@@ -20,23 +21,30 @@ def first_image(operator: LinearOperator, y: torch.Tensor, filter: str) -> torch
     return operator.first_reconstruction(y)
 
 
-def block(channels_in: int, channels_out: int, width: int = 32) -> nn.Sequential:
-    """Three 3x3 convolutions with PReLU between: the update of LGD and LPD.
+CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+MAX_POOL = {1: nn.functional.max_pool1d, 2: nn.functional.max_pool2d}
+
+
+def block(channels_in: int, channels_out: int, width: int = 32, dims: int = 2) -> nn.Sequential:
+    """Three 3x3 (3 for signals) convolutions with PReLU between: the update of LGD and LPD.
 
     Initialised as in Adler & Öktem's published code: Glorot-uniform kernels,
     zero biases, PReLU slopes 0 (torch's defaults are smaller kernels, random
     biases and slopes 0.25, under which lpd learns markedly slower at first;
     docs/benchmarks.md, "Initialisation of lgd and lpd").
     """
+    conv = CONV[dims]
     seq = nn.Sequential(
-        nn.Conv2d(channels_in, width, 3, padding=1),
+        conv(channels_in, width, 3, padding=1),
         nn.PReLU(width),
-        nn.Conv2d(width, width, 3, padding=1),
+        conv(width, width, 3, padding=1),
         nn.PReLU(width),
-        nn.Conv2d(width, channels_out, 3, padding=1),
+        conv(width, channels_out, 3, padding=1),
     )
     for layer in seq:
-        if isinstance(layer, nn.Conv2d):
+        if isinstance(layer, conv):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
         else:
@@ -51,25 +59,27 @@ class UNet(nn.Module):
     only; the residual is the first channel.
     """
 
-    def __init__(self, channels: int = 32, depth: int = 3, in_channels: int = 1) -> None:
+    def __init__(self, channels: int = 32, depth: int = 3, in_channels: int = 1, dims: int = 2) -> None:
         super().__init__()
+        self.dims = dims
+        conv_layer, norm = CONV[dims], BATCH_NORM[dims]
 
         def conv(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                conv_layer(cin, cout, 3, padding=1), norm(cout), nn.ReLU(inplace=True),
+                conv_layer(cout, cout, 3, padding=1), norm(cout), nn.ReLU(inplace=True),
             )
 
         widths = [channels * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList([conv(in_channels, widths[0])] + [conv(widths[i], widths[i + 1]) for i in range(depth)])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
+        self.up = nn.ModuleList([CONV_TRANSPOSE[dims](widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
         self.merge = nn.ModuleList([conv(2 * widths[i], widths[i]) for i in range(depth)])
-        self.out = nn.Conv2d(widths[0], 1, 1)
+        self.out = conv_layer(widths[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips, h = [], x
         for i, down in enumerate(self.down):
-            h = down(h if i == 0 else nn.functional.max_pool2d(h, 2))
+            h = down(h if i == 0 else MAX_POOL[self.dims](h, 2))
             skips.append(h)
         for i in reversed(range(len(self.up))):
             h = self.merge[i](torch.cat([self.up[i](h), skips[i]], dim=1))
@@ -82,7 +92,7 @@ class PostProcessing(nn.Module):
     def __init__(self, operator: LinearOperator, channels: int = 32, depth: int = 3, filter: str = "hann") -> None:
         super().__init__()
         self.operator, self.filter = operator, filter
-        self.unet = UNet(channels, depth)
+        self.unet = UNet(channels, depth, dims=len(operator.domain_shape))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.unet(first_image(self.operator, y, self.filter))
@@ -102,7 +112,7 @@ class LearnedGradientDescent(nn.Module):
         super().__init__()
         self.operator, self.memory = operator, memory
         self.register_buffer("scale", step_scale(operator))
-        self.updates = nn.ModuleList([block(2 + memory, 1 + memory, width) for _ in range(iterations)])
+        self.updates = nn.ModuleList([block(2 + memory, 1 + memory, width, len(operator.domain_shape)) for _ in range(iterations)])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         a = self.operator
@@ -122,8 +132,8 @@ class LearnedPrimalDual(nn.Module):
         super().__init__()
         self.operator, self.primal, self.dual = operator, primal, dual
         self.register_buffer("scale", step_scale(operator))
-        self.dual_updates = nn.ModuleList([block(dual + 2, dual, width) for _ in range(iterations)])
-        self.primal_updates = nn.ModuleList([block(primal + 1, primal, width) for _ in range(iterations)])
+        self.dual_updates = nn.ModuleList([block(dual + 2, dual, width, len(operator.range_shape)) for _ in range(iterations)])
+        self.primal_updates = nn.ModuleList([block(primal + 1, primal, width, len(operator.domain_shape)) for _ in range(iterations)])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         a = self.operator

@@ -17,6 +17,14 @@ from .markdown import UNRELIABLE, cell
 ADLER_PUBLISHED = {"fbp": 372.0, "tv": 56.0, "postproc": 42.2, "lgd": 5.2, "lpd": 5.2, "posterior_mean": 1.0}
 
 
+def adler_applies(summary: dict) -> bool:
+    """His figures are for ellipses on CT with an MCMC reference (a metrics file
+    without `problem` predates the other forward kinds and priors: CT)."""
+    problem = summary.get("problem", {})
+    return (summary["reference"]["kind"] != "closed_form" and problem.get("forward", "ct") == "ct"
+            and problem.get("prior", "ellipses") == "ellipses")
+
+
 def gap_markdown(summary: dict) -> str:
     """reports/PIPELINE/gap.md: normalized errors and gaps, beside Adler's
     published figures where the problem is his (not on the Gaussian priors)."""
@@ -80,7 +88,7 @@ def gap_markdown(summary: dict) -> str:
         ]
     if exact:
         lines += ["", "## Every method against the exact posterior mean"]
-    adler = not exact  # his figures are for ellipses
+    adler = adler_applies(summary)
     head, rule = (" Adler's talk (128x128) |", " --- |") if adler else ("", "")
     lines += ["", f"| method | MSE | normalized error | gap |{head}", f"| --- | --- | --- | --- |{rule}"]
     for name, g in gap_rows(summary):
@@ -123,7 +131,7 @@ def save_gap_chart(path: Path, summary: dict) -> None:
     bars = ax.bar(range(len(rows)), means, yerr=errors, capsize=4, color="tab:blue", label="this run")
     for bar, (_, g) in zip(bars, rows):  # a flagged row hatched, the others not
         bar.set_hatch(None if g["reliable"] else "//")
-    adler = summary["reference"]["kind"] != "closed_form"  # his figures are for ellipses
+    adler = adler_applies(summary)
     published = [(i, ADLER_PUBLISHED[n]) for i, (n, _) in enumerate(rows) if n in ADLER_PUBLISHED and adler]
     if published:
         ax.scatter(*zip(*published), color="tab:red", marker="_", s=400, zorder=3, label="Adler's talk (128x128)")

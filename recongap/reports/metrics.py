@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from ..files import atomic_path
 from ..metrics import psnr
+from .figures import show
 from .markdown import bayes_bound_line, cell, comparison_sections, method_label, shepp_logan_cell
 
 
@@ -28,7 +29,7 @@ def markdown_table(summary: dict) -> str:
     gap_head, gap_rule = (" normalized error |", " --- |") if reference else ("", "")
     lines += [
         "",
-        f"| method | PSNR (dB) | SSIM | MSE |{gap_head} s / image | Shepp-Logan PSNR | chosen on val |",
+        f"| method | PSNR (dB) | SSIM | MSE |{gap_head} s / image | {summary.get('phantom', 'Shepp-Logan')} PSNR | chosen on val |",
         f"| --- | --- | --- | --- |{gap_rule} --- | --- | --- |",
     ]
     for name, r in summary["methods"].items():
@@ -52,10 +53,9 @@ def save_grid(path: Path, truth: torch.Tensor, images: dict[str, torch.Tensor]) 
     for r in range(rows):
         for c, (name, batch) in enumerate(columns):
             ax = axes[r, c]
-            ax.imshow(batch[r, 0].numpy(), cmap="gray", vmin=low, vmax=high)
+            show(ax, batch[r, 0], low, high, truth=None if name == "truth" else truth[r, 0])
             title = name if name == "truth" else f"{name} {float(psnr(batch[r:r+1], truth[r:r+1])):.1f} dB"
             ax.set_title(title, fontsize=8)
-            ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)

@@ -55,7 +55,7 @@ def section(summary: dict) -> str:
     pipeline, methods = summary["pipeline"], summary["methods"]
     title, published = PUBLISHED.get(pipeline, (None, {}))
     reference = summary.get("reference")
-    header = "| method | PSNR (dB) | SSIM | s / image | Shepp-Logan PSNR |"
+    header = f"| method | PSNR (dB) | SSIM | s / image | {summary.get('phantom', 'Shepp-Logan')} PSNR |"
     rule = "| --- | --- | --- | --- | --- |"
     if reference:
         header += " normalized error |"

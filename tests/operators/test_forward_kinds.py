@@ -10,7 +10,7 @@ import torch
 from recongap.config import ConfigError
 from recongap.config.schema import PipelineConfig, Pipelines
 from recongap.datasets import measurement_operator
-from recongap.operators import Blur, RayTransform, SinglePixel, UndersampledFourier, canonical, operator_from, operator_kind
+from recongap.operators import Blur, Integration, RayTransform, SinglePixel, UndersampledFourier, canonical, operator_from, operator_kind
 from recongap.reconstructors import RECONSTRUCTORS, build_network
 from recongap.reconstructors.lightning import ReconstructionModule, load_checkpoint
 
@@ -19,13 +19,19 @@ FORWARDS = {
     "single_pixel": {"kind": "single_pixel", "patterns": 40},
     "mri": {"kind": "mri", "acceleration": 4},
     "blur": {"kind": "blur", "kernel": "motion", "length": 5, "angle": 0.3},
+    "integration": {"kind": "integration", "alpha": 0.01},
 }
-CLASSES = {"single_pixel": SinglePixel, "mri": UndersampledFourier, "blur": Blur}
+CLASSES = {"single_pixel": SinglePixel, "mri": UndersampledFourier, "blur": Blur, "integration": Integration}
+
+
+def _shape(kind: str) -> tuple[int, ...]:
+    return (SIZE,) if kind == "integration" else (SIZE, SIZE)  # 1-D signals, else images
 
 
 def _pipeline(forward: dict, **extra) -> PipelineConfig:
+    prior = {"name": "gaussian_process" if forward.get("kind") == "integration" else "gaussian_field"}
     return PipelineConfig.model_validate(
-        {"seed": 1, "forward": forward, "prior": {"name": "gaussian_field"}, "noise": {"relative_std": 0.05}} | extra
+        {"seed": 1, "forward": forward, "prior": prior, "noise": {"relative_std": 0.05}} | extra
     )
 
 
@@ -34,7 +40,7 @@ def test_a_config_entry_builds_its_operator_and_the_description_round_trips(kind
     description = _pipeline(FORWARDS[kind]).forward.description_for(SIZE)
     operator = operator_from(description)
     assert isinstance(operator, CLASSES[kind]) and operator_kind(description) == kind
-    assert operator.domain_shape == (SIZE, SIZE)
+    assert operator.domain_shape == _shape(kind)
     assert list(canonical(dict(reversed(list(description.items()))))) == sorted(description)  # one key order to compare
     # what each option says reaches the operator
     if kind == "single_pixel":
@@ -43,6 +49,8 @@ def test_a_config_entry_builds_its_operator_and_the_description_round_trips(kind
         assert operator.samples == SIZE * (SIZE // 4)  # whole lines, one in 4
     if kind == "blur":
         assert torch.allclose(operator.transfer, Blur.motion(SIZE, 5, 0.3).transfer)
+    if kind == "integration":
+        assert operator.alpha == 0.01 and operator.range_shape == (SIZE,)
 
 
 def test_ct_stays_the_default_and_its_recorded_config_unchanged():
@@ -60,6 +68,9 @@ def test_ct_stays_the_default_and_its_recorded_config_unchanged():
         ({"kind": "single_pixel", "angles": 3}, {}, "Extra inputs are not permitted"),
         ({"kind": "mri", "mask": "spiral"}, {}, "'cartesian' or 'radial'"),
         ({"kind": "blur"}, {"measurement_grid_factor": 2, "prior": {"name": "ellipses"}}, "needs the ray transform"),
+        ({"kind": "blur"}, {"prior": {"name": "gaussian_process"}}, "draws 1-D signals, forward kind 'blur' needs"),
+        ({"kind": "integration"}, {"prior": {"name": "gaussian_field"}}, "draws 2-D images, forward kind 'integration' needs"),
+        ({"kind": "integration", "alpha": 0}, {}, "greater than 0"),
     ],
 )
 def test_a_bad_forward_entry_is_refused_naming_it(forward, extra, message):
@@ -101,17 +112,17 @@ def test_each_pipeline_gets_the_classical_methods_of_its_kind():
 
 @pytest.mark.parametrize("kind", FORWARDS)
 def test_every_method_runs_on_the_kind_and_postprocessing_starts_from_its_first_reconstruction(kind):
-    operator = operator_from(_pipeline(FORWARDS[kind]).forward.description_for(SIZE))
-    y = operator(torch.rand(3, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)))
+    operator, shape = operator_from(_pipeline(FORWARDS[kind]).forward.description_for(SIZE)), _shape(kind)
+    y = operator(torch.rand(3, 1, *shape, generator=torch.Generator().manual_seed(0)))
     first = RECONSTRUCTORS["first"].build(operator)
     assert torch.equal(first(y), operator.first_reconstruction(y))
-    assert RECONSTRUCTORS["tv"].build(operator, iterations=5)(y).shape == (3, 1, SIZE, SIZE)
+    assert RECONSTRUCTORS["tv"].build(operator, iterations=5)(y).shape == (3, 1, *shape)
     small = {"postproc": {"channels": 4, "depth": 2}, "lgd": {"iterations": 2, "width": 4}, "lpd": {"iterations": 2, "width": 4},
              "cwgan": {"channels": 4, "depth": 2}}
     for name, options in small.items():
         network = build_network(name, operator, **options)
-        out = network(y) if name != "cwgan" else network.refine(network.initial(y), torch.randn(3, 4, SIZE, SIZE))
-        assert out.shape == (3, 1, SIZE, SIZE), name
+        out = network(y) if name != "cwgan" else network.refine(network.initial(y), torch.randn(3, 4, *shape))
+        assert out.shape == (3, 1, *shape), name
         out.sum().backward()  # the operator is differentiable inside every network
     start = build_network("postproc", operator, channels=4, depth=2)
     torch.nn.init.zeros_(start.unet.out.weight), torch.nn.init.zeros_(start.unet.out.bias)

@@ -56,5 +56,5 @@ def test_bayes_mse_is_the_realised_error_of_the_posterior_mean(setting, generato
 
 
 def test_size_mismatch_is_refused():
-    with pytest.raises(ValueError, match="prior is 8x8 but the operator maps"):
+    with pytest.raises(ValueError, match=r"prior images are \(8, 8\) but the operator maps"):
         GaussianPosterior(GaussianFieldPrior(8), RayTransform(16, angles=3), 0.1)

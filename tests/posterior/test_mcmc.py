@@ -40,7 +40,7 @@ def test_mean_and_std_match_the_closed_form(gaussian_run):
         assert result.samples.shape == (settings.chains * settings.draws // settings.thin, 1, SIZE, SIZE)
         summaries = result.diagnostics["summaries"]
         draws = result.samples.reshape(settings.chains, -1, SIZE, SIZE).numpy()
-        for r, c in summary_pixels(SIZE):
+        for r, c in summary_pixels((SIZE, SIZE)):
             s = summaries[f"pixel_{r}_{c}"]
             z = abs(s["mean"] - float(exact_mean[b, 0, r, c])) / s["mcse"]
             sd_mcse = float(arviz.mcse(draws[:, :, r, c], method="sd"))
@@ -90,7 +90,7 @@ def test_bad_inputs_are_refused_before_sampling():
         sample_reference(prior, op, 0.1, y[:, :, :2])
     with pytest.raises(ValueError, match="truth must have shape"):
         sample_reference(prior, op, 0.1, y, truth=torch.zeros(2, 1, 4, 4))
-    with pytest.raises(ValueError, match="GaussianFieldPrior of size 16"):
+    with pytest.raises(ValueError, match=r"GaussianFieldPrior of shape \(16, 16\)"):
         sample_reference(GaussianFieldPrior(16), op, 0.1, y)
     with pytest.raises(ValueError, match="chains=1"):
         ReferenceSettings(chains=1)
@@ -210,7 +210,7 @@ def test_replica_exchange_keeps_the_cold_chains_exact():
         assert 0.2 < result.diagnostics["acceptance"]["exchange_min"] <= result.diagnostics["acceptance"]["exchange"] < 0.95
         assert result.samples.shape[0] == settings.chains * settings.draws // settings.thin
         summaries = result.diagnostics["summaries"]
-        for r, c in summary_pixels(size):
+        for r, c in summary_pixels((size, size)):
             s = summaries[f"pixel_{r}_{c}"]
             assert abs(s["mean"] - float(exact_mean[b, 0, r, c])) < 3 * s["mcse"], (b, r, c)
         # hot states leaking into the cold chains would widen them towards 2x

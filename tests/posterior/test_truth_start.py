@@ -42,7 +42,7 @@ def test_truth_started_chains_match_the_closed_form_and_both_bayes_errors_agree(
     results = sample_reference(prior, op, noise, y, settings, truth=x, truth_params=params)
     exact = GaussianPosterior(prior, op, noise)
     exact_mean = exact.mean(y)
-    directions = summary_projections(size, settings.projections)
+    directions = summary_projections((size, size), settings.projections)
     for b, result in enumerate(results):
         assert result.diagnostics["start"] == "truth"
         summaries = result.diagnostics["summaries"]
@@ -126,7 +126,7 @@ def test_one_ellipse_posterior_mean_matches_quadrature():
     log_p = log_p - log_p.max()
     assert max(log_p[[0, -1]].max(), log_p[:, [0, -1]].max()) < -20
     weights = log_p.exp().flatten() / log_p.exp().sum()
-    directions = summary_projections(SIZE, 8)
+    directions = summary_projections((SIZE, SIZE), 8)
     images = torch.cat([prior.render(full(chunk), SIZE).flatten(1) for chunk in grid.split(2048)])
     exact = {"x": float(weights @ grid[:, 0]), "v": float(weights @ grid[:, 1])}
     exact |= {f"projection_{k}": float(weights @ (images @ directions[k])) for k in range(8)}
