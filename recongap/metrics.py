@@ -50,7 +50,7 @@ def ssim_1d(estimate: torch.Tensor, truth: torch.Tensor, ranges: torch.Tensor, w
     pad = (window - 1) // 2
     if truth.shape[-1] <= pad:
         raise ValueError(f"ssim of 1-D signals needs more than {pad} points, got {truth.shape[-1]}")
-    t = torch.arange(window, dtype=estimate.dtype) - (window - 1) / 2
+    t = torch.arange(window, dtype=estimate.dtype, device=estimate.device) - (window - 1) / 2
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).reshape(1, 1, window)
     x, y = (nn.functional.pad(v, (pad, pad), mode="reflect") for v in (estimate, truth))

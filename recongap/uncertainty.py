@@ -260,6 +260,8 @@ def main() -> None:
     sampler = load_checkpoint(args.checkpoint, args.method, split.attrs["config"]["geometry"])
     y = torch.from_numpy(split.measurements[args.item : args.item + 1])
     truth = torch.from_numpy(split.images[args.item, 0])
+    if truth.dim() != 2:
+        raise SystemExit(f"{args.split}: the ROI test takes 2-D images (a disk and its ring), not signals of shape {tuple(truth.shape)}")
     mask = disk_mask(truth.shape[-1], tuple(args.centre), args.radius)
     reference = read_reference(args.reference, tuple(truth.shape)) if args.reference else None
     if args.reference and (reference is None or args.item not in reference.indices):

@@ -124,14 +124,16 @@ def read_measurements(path: Path) -> np.ndarray:
     """Measurements (B, 1, *data shape) from a split file (.h5) or an array (.npy):
     an array of that shape is taken as is; a 2-D image-like measurement
     (angles, detectors) or a batch of them (B, angles, detectors) gets its
-    axes added. 1-D data (integration) must come as (B, 1, points)."""
+    axes added. 1-D data (integration) come as (B, 1, points), kept as is."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.suffix == ".h5":
         return read_split(path).measurements.astype(np.float32)
     if path.suffix == ".npy":
         y = np.load(path).astype(np.float32)
-        return y[None, None] if y.ndim == 2 else y[:, None] if y.ndim == 3 else y
+        if y.ndim == 2:
+            return y[None, None]
+        return y[:, None] if y.ndim == 3 and y.shape[1] != 1 else y  # (B, 1, N): 1-D data, as is
     raise DataError(f"{path}: expected a .h5 split or a .npy array of measurements")
 
 

@@ -157,6 +157,8 @@ def reference_job(args, params, catalogue) -> ReferenceJob:
         raise ConfigError(f"{args.params}: {e}") from None
     budget_key = (f"{args.pipelines}: pipelines.{args.pipeline}.reference_budgets" if params.scale in pipe.reference_budgets
                   else f"{args.params}: reference.budgets")
+    if budget.draws < settings.thin:  # params.yaml's own budgets are checked when it is read; a pipeline's here
+        raise ConfigError(f"{budget_key}.{params.scale}.draws = {budget.draws} keeps no sample at reference.thin = {settings.thin}")
     test_file = Path(args.data) / args.pipeline / "test.h5"
     test = read_split(test_file)
     if budget.items > test.images.shape[0]:

@@ -76,6 +76,13 @@ def test_draws_given_the_jumps_have_the_conditional_mean(small):
     evidence = JumpEvidence(prior, op, noise, y.expand(20000, 1, -1))
     draws = evidence.draw(configs[k].expand(20000, -1), torch.Generator().manual_seed(1))
     assert torch.allclose(draws.mean(0), means[k], atol=4 * float(draws.std(0).max()) / math.sqrt(20000))
+    # and the conditional covariance std^2 (G - G A^T S^-1 A G), G the same-piece indicator
+    a = op.matrix()
+    piece_k = torch.cat([torch.zeros(1, dtype=torch.long), configs[k].long().cumsum(0)])
+    g = prior.std**2 * (piece_k[:, None] == piece_k[None, :]).double()
+    s = a @ g @ a.T + noise**2 * torch.eye(prior.size, dtype=torch.float64)
+    covariance = g - g @ a.T @ torch.linalg.solve(s, a @ g)
+    assert torch.allclose(torch.cov(draws.T), covariance, atol=0.05 * float(covariance.diagonal().max()))
     piece = torch.cat([torch.zeros(1, dtype=torch.long), configs[k].long().cumsum(0)])
     assert torch.equal(draws[:, 1:] != draws[:, :-1], (piece[1:] != piece[:-1]).expand(20000, -1))  # constant on its pieces
 
@@ -83,13 +90,22 @@ def test_draws_given_the_jumps_have_the_conditional_mean(small):
 def test_gibbs_sweeps_reach_the_enumerated_posterior_mean(small):
     torch.set_num_threads(1)
     prior, op, noise, x, y = small
-    _, _, weights, means = _enumerated(prior, op, noise, y)
+    configs, _, weights, means = _enumerated(prior, op, noise, y)
     exact = (weights[:, None] * means).sum(0)
+    # the exact posterior variance: within-configuration variance plus the spread of the conditional means
+    a = op.matrix()
+    piece = torch.cat([torch.zeros(len(configs), 1, dtype=torch.long), configs.long().cumsum(1)], 1)
+    g = prior.std**2 * (piece[:, :, None] == piece[:, None, :]).double()
+    s = a @ g @ a.T + noise**2 * torch.eye(prior.size, dtype=torch.float64)
+    within = torch.diagonal(g - g @ a.T @ torch.linalg.solve(s, a @ g), dim1=1, dim2=2)
+    exact_var = (weights[:, None] * (within + means**2)).sum(0) - exact**2
     settings = ReferenceSettings(chains=4, warmup=20, draws=600, thin=10, start="truth", projections=2)
     (result,) = sample_reference(prior, op, noise, y, settings, truth=x.unsqueeze(1), truth_params=x)
     ess = result.diagnostics["ess_min"]
     z = (result.mean.flatten() - exact).abs() / (result.std.flatten() / math.sqrt(ess))
     assert float(z.max()) < 4, (result.mean.flatten(), exact)
+    # a variance from ~400 effective draws of a mixture is good to some 20% (at 6000 draws: within 6%)
+    assert torch.allclose(result.std.flatten() ** 2, exact_var, rtol=0.3), (result.std.flatten() ** 2, exact_var)
     assert result.diagnostics["sampler"] == "gibbs" and result.diagnostics["rhat_max"] < 1.05
     assert set(result.diagnostics["acceptance"]) == {"flip", "shift"}
 
@@ -137,8 +153,18 @@ def test_a_pipeline_sets_its_own_reference_budget(tmp_path):
             )
         return result
 
-    assert run(3, "simulate", "reference").returncode == 0
+    assert run(3, "simulate").returncode == 0
+    assert run(3, "reference").returncode == 0
     assert len(list((tmp_path / "models" / "integration_jumps" / "reference").glob("item_*.npz"))) == 3
     refused = run(5, "reference")
     assert refused.returncode != 0
     assert "pipelines.integration_jumps.reference_budgets.smoke.items = 5 but" in refused.stderr
+    entry["reference_budgets"] = {"smoke": {"items": 2, "warmup": 2, "draws": 4}}  # fewer draws than reference.thin
+    assert params["reference"]["thin"] > 4
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(pipelines))
+    short = subprocess.run(
+        [sys.executable, "-m", "tasks.reference", "integration_jumps", "--params", str(tmp_path / "params.yaml"),
+         "--pipelines", str(tmp_path / "pipelines.yaml"), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "models")],
+        cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(),
+    )
+    assert short.returncode != 0 and "reference_budgets.smoke.draws = 4 keeps no sample" in short.stderr
