@@ -47,23 +47,25 @@ def small():
 
 
 def _enumerated(prior, op, noise, y):
-    """Every configuration: its posterior weight and E[x | b, y], from dense Gaussian algebra."""
+    """Every configuration: its evidence, posterior weight, E[x | b, y] and
+    Cov[x | b, y], from dense Gaussian algebra."""
     n = prior.size
     configs = torch.tensor(list(itertools.product([False, True], repeat=n - 1)))
     a = op.matrix()
     piece = torch.cat([torch.zeros(len(configs), 1, dtype=torch.long), configs.long().cumsum(1)], 1)
-    same = (piece[:, :, None] == piece[:, None, :]).double()  # Cov[x | b] / std^2
-    s = prior.std**2 * a @ same @ a.T + noise**2 * torch.eye(n, dtype=torch.float64)
+    g = prior.std**2 * (piece[:, :, None] == piece[:, None, :]).double()  # Cov[x | b]
+    s = a @ g @ a.T + noise**2 * torch.eye(n, dtype=torch.float64)
     r = y.reshape(1, n) - prior.mean * a.sum(1)
     log_evidence = torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), s).log_prob(r)
     weights = torch.softmax(log_evidence + prior.jumps_log_prob(configs), 0)
-    means = prior.mean + prior.std**2 * (same @ a.T @ torch.linalg.solve(s, r.expand(len(configs), n).unsqueeze(2)))[..., 0]
-    return configs, log_evidence, weights, means
+    means = prior.mean + (g @ a.T @ torch.linalg.solve(s, r.expand(len(configs), n).unsqueeze(2)))[..., 0]
+    covariances = g - g @ a.T @ torch.linalg.solve(s, a @ g)
+    return configs, log_evidence, weights, means, covariances
 
 
 def test_the_collapsed_evidence_is_the_gaussian_density_of_the_data(small):
     prior, op, noise, _, y = small
-    configs, log_evidence, _, _ = _enumerated(prior, op, noise, y)
+    configs, log_evidence, *_ = _enumerated(prior, op, noise, y)
     evidence = JumpEvidence(prior, op, noise, y.expand(len(configs), 1, -1))
     assert torch.allclose(evidence.log_likelihood(configs), log_evidence, atol=1e-8)
     assert torch.allclose(evidence.log_likelihood_dense(configs), log_evidence, atol=1e-8)
@@ -71,33 +73,23 @@ def test_the_collapsed_evidence_is_the_gaussian_density_of_the_data(small):
 
 def test_draws_given_the_jumps_have_the_conditional_mean(small):
     prior, op, noise, _, y = small
-    configs, _, _, means = _enumerated(prior, op, noise, y)
+    configs, _, _, means, covariances = _enumerated(prior, op, noise, y)
     k = 37  # one configuration, drawn many times
     evidence = JumpEvidence(prior, op, noise, y.expand(20000, 1, -1))
     draws = evidence.draw(configs[k].expand(20000, -1), torch.Generator().manual_seed(1))
     assert torch.allclose(draws.mean(0), means[k], atol=4 * float(draws.std(0).max()) / math.sqrt(20000))
-    # and the conditional covariance std^2 (G - G A^T S^-1 A G), G the same-piece indicator
-    a = op.matrix()
-    piece_k = torch.cat([torch.zeros(1, dtype=torch.long), configs[k].long().cumsum(0)])
-    g = prior.std**2 * (piece_k[:, None] == piece_k[None, :]).double()
-    s = a @ g @ a.T + noise**2 * torch.eye(prior.size, dtype=torch.float64)
-    covariance = g - g @ a.T @ torch.linalg.solve(s, a @ g)
+    covariance = covariances[k]  # and the conditional covariance
     assert torch.allclose(torch.cov(draws.T), covariance, atol=0.05 * float(covariance.diagonal().max()))
-    piece = torch.cat([torch.zeros(1, dtype=torch.long), configs[k].long().cumsum(0)])
-    assert torch.equal(draws[:, 1:] != draws[:, :-1], (piece[1:] != piece[:-1]).expand(20000, -1))  # constant on its pieces
+    assert torch.equal(draws[:, 1:] != draws[:, :-1], configs[k].expand(20000, -1))  # constant on its pieces, jumping where b says
 
 
 def test_gibbs_sweeps_reach_the_enumerated_posterior_mean(small):
     torch.set_num_threads(1)
     prior, op, noise, x, y = small
-    configs, _, weights, means = _enumerated(prior, op, noise, y)
+    _, _, weights, means, covariances = _enumerated(prior, op, noise, y)
     exact = (weights[:, None] * means).sum(0)
     # the exact posterior variance: within-configuration variance plus the spread of the conditional means
-    a = op.matrix()
-    piece = torch.cat([torch.zeros(len(configs), 1, dtype=torch.long), configs.long().cumsum(1)], 1)
-    g = prior.std**2 * (piece[:, :, None] == piece[:, None, :]).double()
-    s = a @ g @ a.T + noise**2 * torch.eye(prior.size, dtype=torch.float64)
-    within = torch.diagonal(g - g @ a.T @ torch.linalg.solve(s, a @ g), dim1=1, dim2=2)
+    within = torch.diagonal(covariances, dim1=1, dim2=2)
     exact_var = (weights[:, None] * (within + means**2)).sum(0) - exact**2
     settings = ReferenceSettings(chains=4, warmup=20, draws=600, thin=10, start="truth", projections=2)
     (result,) = sample_reference(prior, op, noise, y, settings, truth=x.unsqueeze(1), truth_params=x)
