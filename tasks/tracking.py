@@ -123,7 +123,7 @@ def dvc_lock_hashes(stage: str, lock: Path | None = None) -> dict[str, str]:
 
 def train_stage(pipeline: str, method: str, sampler_methods: Iterable[str] = (), prior_models: Iterable[str] = ()) -> str:
     """The dvc.yaml stage that trains `method` on `pipeline`: samplers, which
-    start from the trained postproc, and prior models (pnp's denoiser) have
+    start from the trained postproc, and prior models (denoiser, vae) have
     stages of their own."""
     kind = "train_sampler" if method in sampler_methods else "train_prior" if method in prior_models else "train"
     return f"{kind}@{pipeline}-{method}"
