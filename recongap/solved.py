@@ -35,6 +35,7 @@ class SolvedItems:
         the same settings is kept (returns True: a resume); anything else is
         cleared (returns False). Either way the run is marked in progress."""
         settings_file, marker = self.directory / "settings.json", self.directory / "in_progress"
+        settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
         if marker.exists() and settings_file.exists() and json.loads(settings_file.read_text()) == settings:
             return True
         if self.directory.exists():

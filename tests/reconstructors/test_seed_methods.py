@@ -206,17 +206,21 @@ def test_vae_learns_to_autoencode(ct):
 
 
 # --- the solve stage's store ---------------------------------------------------------------
-def test_solved_items_resume_only_with_the_same_settings(tmp_path):
+def test_solved_items_resume_only_an_interrupted_run_with_the_same_settings(tmp_path):
     store = SolvedItems(tmp_path / "dip")
-    assert store.start({"a": 1}) is False
+    assert store.start({"a": 1, "grid": (0.1, 1.0)}) is False
     store.write_chosen({"iterations": 5})
     store.write("0000", torch.ones(1, 1, 4), 2.0)
-    assert SolvedItems(tmp_path / "dip").start({"a": 1}) is True and store.has("0000")
+    # interrupted: the same settings (a tuple reads back as a list) resume
+    assert SolvedItems(tmp_path / "dip").start({"a": 1, "grid": (0.1, 1.0)}) is True and store.has("0000")
     with pytest.raises(DataError, match=r"items \['0001', 'phantom'\] not solved \(run `dvc repro solve@p-dip`\)"):
         store.read(2, "dvc repro solve@p-dip")
     store.write("0001", 2 * torch.ones(1, 1, 4), 4.0)
     store.write("phantom", torch.zeros(1, 1, 4), 1.0)
     estimates, phantom, seconds, chosen = store.read(2, "x")
     assert estimates.shape == (2, 1, 4) and float(estimates[1].mean()) == 2 and seconds == 3.0 and chosen == {"iterations": 5}
+    store.finish()
+    assert store.start({"a": 1, "grid": (0.1, 1.0)}) is False and not store.has("0000")  # finished: DVC reran it, afresh
+    store.write("0000", torch.ones(1, 1, 4), 2.0)
     assert store.start({"a": 2}) is False and not store.has("0000")  # other settings: afresh
     assert json.loads((tmp_path / "dip" / "settings.json").read_text()) == {"a": 2}
