@@ -253,7 +253,7 @@ class SolveParams(Strict):
     """The `solve` stage: methods optimised per measurement, too slow for every test item."""
 
     items: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
-        default={"smoke": 2, "laptop": 16, "paper": 32},
+        default={"smoke": 2, "laptop": 4, "paper": 32},
         description="per scale: the first test items solved; the other methods are compared with them on these items",
     )
 
