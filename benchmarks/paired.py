@@ -28,7 +28,7 @@ from recongap.datasets import read_split
 from recongap.evaluation import reconstruct_timed, scoring_seed
 from recongap.metrics import psnr
 from recongap.operators import operator_from
-from recongap.methods import closed_form_methods, registered_methods
+from recongap.methods import closed_form_methods, data_context, registered_methods
 
 
 def main() -> None:
@@ -57,7 +57,10 @@ def main() -> None:
             parser.error(f"{args.pipelines}: {name!r} is not a method of {args.pipeline} ({known})")
     trained = [*classical, *catalogue.trained_methods]
     models = Path(args.models) / args.pipeline
-    candidates = [*registered_methods(trained, lambda name: models / name / "best.ckpt", params, geometry, operator, val), *closed_forms]
+    candidates = [
+        *registered_methods(trained, lambda name: models / name / "best.ckpt", params, geometry, operator, val, context=data_context(data, test.attrs["noise_std"])),
+        *closed_forms,
+    ]
     per_item = {}
     for name, reconstruct, _ in candidates:
         if name in (args.a, args.b):

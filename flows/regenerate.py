@@ -26,7 +26,7 @@ def pipeline_targets(root, target: str) -> list[str]:
     if target not in catalogue.pipelines:
         return [target]
     stages = stages_in_order(root)
-    return [s for s in stages if s.endswith(f"@{target}") or any(s.endswith(f"@{target}-{m}") for m in catalogue.trained_methods)]
+    return [s for s in stages if s.endswith(f"@{target}") or any(s.endswith(f"@{target}-{m}") for m in [*catalogue.trained_models, *catalogue.solved_methods])]
 
 
 @flow(name="regenerate", log_prints=True)

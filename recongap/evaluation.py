@@ -9,9 +9,11 @@ from typing import Callable
 
 import torch
 
-from .comparison import paired_difference, ratio_of_means
+from .comparison import paired_difference, pairwise, ratio_of_means
 from .datasets import derived_seed, read_split
 from .metrics import mse, psnr, ssim
+from .operators import LinearOperator
+from .priors import shepp_logan, step_signal
 
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,6 +76,41 @@ def score(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, dict[str, fl
         "ssim": _mean_and_error(ssim(estimate, truth)),
         "mse": _mean_and_error(mse(estimate, truth)),
     }
+
+
+def phantom_case(operator: LinearOperator, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A phantom never seen in training (Shepp-Logan; for 1-D signals a step
+    signal), and its measurement at the pipeline's noise level (a fixed noise
+    draw). Its scores are kept under `shepp_logan` in the metrics."""
+    size = operator.domain_shape[-1]
+    phantom = step_signal(size) if len(operator.domain_shape) == 1 else shepp_logan(size)
+    noise = torch.randn(1, 1, *operator.range_shape, generator=torch.Generator().manual_seed(0))
+    return phantom, operator(phantom) + noise_std * noise
+
+
+def score_solved(
+    solved: dict[str, tuple[torch.Tensor, torch.Tensor, float, dict]], x: torch.Tensor, phantom_image: torch.Tensor,
+    bayes_variance: torch.Tensor | None, results: dict, estimates: dict, log: Callable[[str], None] = print,
+) -> dict:
+    """Add the methods a solve stage optimised per measurement on the first n
+    test items (name -> (estimates, phantom estimate, seconds per image,
+    chosen), as recongap.solved reads them) to `results` and `estimates`, and
+    return the comparison on those n items: every method's scores there
+    (`methods`) and every pair of methods, paired (`pairs`)."""
+    for name, (estimate, phantom_estimate, seconds, chosen) in solved.items():
+        results[name] = method_entry(estimate, x, seconds, chosen, (phantom_image, phantom_estimate), bayes_variance)
+        estimates[name] = estimate
+        log(f"{name} (first {estimate.shape[0]} items): PSNR {results[name]['psnr']['mean']:.2f} dB")
+    n = min(e.shape[0] for e in estimates.values())
+    head, truth = {name: e[:n] for name, e in estimates.items()}, x[:n]
+    bayes = bayes_variance[:n] if bayes_variance is not None else None
+    methods = {}
+    for name, e in head.items():
+        methods[name] = {k: v for k, v in score(e, truth).items() if k in ("psnr", "mse")}
+        if bayes is not None:
+            methods[name].update(normalized_error(mse(e, truth), bayes))
+    errors, psnrs = {k: mse(e, truth) for k, e in head.items()}, {k: psnr(e, truth) for k, e in head.items()}
+    return {"items": n, "methods": methods, "pairs": pairwise(errors, psnrs, bayes)}
 
 
 # --- the generalization gap against an MCMC reference -------------------------------
@@ -141,14 +178,31 @@ def score_methods(
         estimate, seconds = reconstruct_timed(reconstruct, y, batch_size)
         with torch.no_grad():
             phantom_estimate = reconstruct(y_phantom)
-        results[name] = {
-            **score(estimate, x),
-            "seconds_per_image": seconds,
-            "chosen": chosen,
-            "shepp_logan": {k: v["mean"] for k, v in score(phantom_estimate, image).items()},
-        }
-        if bayes_variance is not None:
-            results[name].update(normalized_error(mse(estimate, x), bayes_variance))
+        results[name] = method_entry(estimate, x, seconds, chosen, (image, phantom_estimate), bayes_variance)
         estimates[name] = estimate
         log(f"{name}: PSNR {results[name]['psnr']['mean']:.2f} dB, SSIM {results[name]['ssim']['mean']:.3f}")
     return results, estimates
+
+
+def method_entry(
+    estimate: torch.Tensor, x: torch.Tensor, seconds: float, chosen: dict, phantom: tuple[torch.Tensor, torch.Tensor],
+    bayes_variance: torch.Tensor | None = None,
+) -> dict:
+    """A method's results: scores of `estimate` against the first len(estimate)
+    items of x, seconds per image, chosen settings, scores on the phantom
+    (image, its estimate) and, given each item's exact Bayes error, the
+    normalized error and gap on the same items. A method scored on fewer
+    items than the test split (the `solve` stage's) says how many: `items`."""
+    n = estimate.shape[0]
+    image, phantom_estimate = phantom
+    entry = {
+        **score(estimate, x[:n]),
+        "seconds_per_image": seconds,
+        "chosen": chosen,
+        "shepp_logan": {k: v["mean"] for k, v in score(phantom_estimate, image).items()},
+    }
+    if n < x.shape[0]:
+        entry["items"] = n
+    if bayes_variance is not None:
+        entry.update(normalized_error(mse(estimate, x[:n]), bayes_variance[:n]))
+    return entry

@@ -80,10 +80,12 @@ class MCMCReference:
         return out
 
     def gap(self, estimate: torch.Tensor) -> dict:
-        """A method's mse / normalized_error / gap on the reference items."""
-        k = len(self.indices)
-        out = gap_to_reference(mse(estimate[:k], self.truth), self.errors, self.mcmc_var)
-        return {**out, "items": k, "reliable": self.reliable}
+        """A method's mse / normalized_error / gap on the reference items (the
+        first ones of them, for a method scored on fewer test items)."""
+        k = min(len(self.indices), estimate.shape[0])
+        out = gap_to_reference(mse(estimate[:k], self.truth[:k]), self.errors[:k], self.mcmc_var[:k])
+        reliable = self.reliable if k == len(self.indices) else not (set(self.flagged) & set(self.indices[:k]))
+        return {**out, "items": k, "reliable": reliable}
 
     def as_method(self) -> dict:
         """The MCMC posterior mean itself, scored like the other methods (on its

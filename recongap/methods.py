@@ -5,7 +5,7 @@ and the closed forms a prior with an exact posterior adds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import torch
 
@@ -13,7 +13,7 @@ from .config import Params
 from .datasets import DataError, Split
 from .operators import LinearOperator
 from .posterior import GaussianPosterior, closed_form_posterior
-from .reconstructors import get_method
+from .reconstructors import RECONSTRUCTORS, get_method
 from .reconstructors.lightning import load_checkpoint
 
 
@@ -44,26 +44,60 @@ def closed_form_methods(prior, operator, noise_std: float, y: torch.Tensor):
 
 def registered_methods(
     names: list[str], checkpoints: Callable[[str], Path], params: Params, geometry: dict, operator: LinearOperator, val: Split,
-    missing: Callable[[str], str] = lambda name: "train it first",
+    missing: Callable[[str], str] = lambda name: "train it first", context: Mapping[str, Callable[[], object]] | None = None,
 ) -> Iterator[tuple[str, Callable, dict]]:
     """(name, reconstruct, parameters chosen on val) for each method of `names`
     (`geometry`: the data's operator description, `operator` built from it):
     a learned one from the checkpoint `checkpoints(name)` (`missing(name)` says
     what to do when there is none), a classical one fitted on the first
-    `evaluate.fit_items` validation items."""
+    `fit_items` validation items (its own, else evaluate's). What a method
+    needs besides (Method.needs) comes from `context` (name -> loader), a
+    trained prior model from its checkpoint."""
     for name in names:
         method = get_method(name)
         if method.learned:
-            checkpoint = checkpoints(name)
-            if not checkpoint.exists():
-                raise DataError(f"{checkpoint}: no trained model ({missing(name)})")
-            try:
-                module = load_checkpoint(checkpoint, name, geometry)
-            except ValueError as e:  # another method's or geometry's, or not weights only
-                raise DataError(str(e)) from None
-            yield name, module, {}
+            yield name, trained_model(name, checkpoints, geometry, missing), {}
         else:
-            reconstruct = method.build(operator, **getattr(params.methods, name).model_dump())
-            n = params.evaluate.fit_items
+            reconstruct = build_method(name, params, operator, lambda need: trained_model(need, checkpoints, geometry, missing), context or {})
+            n = getattr(getattr(params.methods, name), "fit_items", params.evaluate.fit_items)
             chosen = reconstruct.fit(torch.from_numpy(val.measurements[:n]), torch.from_numpy(val.images[:n]))
             yield name, reconstruct, chosen
+
+
+def data_context(data: Path, noise_std: float) -> dict[str, Callable[[], object]]:
+    """What untrained methods may need from a pipeline's data folder, loaded
+    only when asked: the training images (linear_mmse) and the noise std."""
+    from .datasets import read_split
+
+    return {"train_images": lambda: read_split(data / "train.h5").images, "noise_std": lambda: noise_std}
+
+
+def trained_model(name: str, checkpoints: Callable[[str], Path], geometry: dict, missing: Callable[[str], str]):
+    """A learned method's or prior model's module, from `checkpoints(name)`, refused
+    (DataError, saying `missing(name)`) when absent or trained for something else."""
+    checkpoint = checkpoints(name)
+    if not checkpoint.exists():
+        raise DataError(f"{checkpoint}: no trained model ({missing(name)})")
+    try:
+        return load_checkpoint(checkpoint, name, geometry)
+    except ValueError as e:  # another method's or geometry's, or not weights only
+        raise DataError(str(e)) from None
+
+
+def build_method(
+    name: str, params: Params, operator: LinearOperator, prior_model: Callable[[str], object], context: Mapping[str, Callable[[], object]],
+):
+    """An untrained method (classical or per item) with its params.yaml options,
+    given what it needs: a prior model from `prior_model(name)`, anything else
+    from `context`."""
+    method = get_method(name)
+    spec = getattr(params.methods, name)
+    options = spec.options_at(params.scale) if hasattr(spec, "options_at") else spec.model_dump(exclude={"fit_items"})
+    for need in method.needs:
+        if need in RECONSTRUCTORS and RECONSTRUCTORS[need].prior_model:
+            options[need] = prior_model(need)
+        elif need in context:
+            options[need] = context[need]()
+        else:
+            raise ValueError(f"method {name} needs {need!r}, which nothing provides")
+    return method.build(operator, **options)

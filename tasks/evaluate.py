@@ -20,16 +20,16 @@ import torch
 
 from recongap.comparison import pairwise
 from recongap.datasets import read_split
-from recongap.evaluation import score_methods
+from recongap.evaluation import phantom_case, score_methods, score_solved
 from recongap.files import write_text_atomic
 from recongap.gap import MCMCReference, add_mcmc_reference
-from recongap.methods import closed_form_methods, registered_methods
+from recongap.methods import closed_form_methods, data_context, registered_methods
 from recongap.metrics import mse, psnr
-from recongap.operators import LinearOperator, operator_from
-from recongap.priors import shepp_logan, step_signal
+from recongap.operators import operator_from
 from recongap.reconstructors.cwgan import CWGANModule
 from recongap.reports.gap import write_gap_reports
 from recongap.reports.metrics import markdown_table, save_grid
+from recongap.solved import SolvedItems
 from recongap.uncertainty import assess_sampler
 
 from . import tracking
@@ -59,17 +59,27 @@ def main() -> None:
     candidates = list(registered_methods(
         [*catalogue.classical_methods_for(args.pipeline), *catalogue.trained_methods], lambda name: models / name / "best.ckpt",
         params, geometry, operator, val,
-        missing=lambda name: f"run `dvc repro {tracking.train_stage(args.pipeline, name, catalogue.sampler_methods)}`",
+        missing=lambda name: f"run `dvc repro {tracking.train_stage(args.pipeline, name, catalogue.sampler_methods, catalogue.prior_models)}`",
+        context=data_context(data, test.attrs["noise_std"]),
     ))
     pipe = catalogue.pipelines[args.pipeline]
     prior = pipe.prior.build(test.attrs["config"]["size"])
     exact, closed_forms, reference, variance = closed_form_methods(prior, operator, test.attrs["noise_std"], y)
     candidates += closed_forms
+    phantom = phantom_case(operator, test.attrs["noise_std"])
     results, estimates = score_methods(
-        candidates, y, x, settings.batch_size, phantom_case(operator, test.attrs["noise_std"]), variance,
+        candidates, y, x, settings.batch_size, phantom, variance,
         log=lambda line: print(f"{args.pipeline}/{line}"),
     )
     comparisons = pairwise({n: mse(e, x) for n, e in estimates.items()}, {n: psnr(e, x) for n, e in estimates.items()}, variance)
+    subset = None
+    if catalogue.solved_methods:  # scored on the first solve.items test items, which they alone solved
+        n = min(params.solve.items_at(params.scale), x.shape[0])
+        solved = {
+            name: SolvedItems(models / name).read(n, f"dvc repro {'solve_generative' if name in catalogue.generative_methods else 'solve'}@{args.pipeline}-{name}")
+            for name in catalogue.solved_methods
+        }
+        subset = score_solved(solved, x, phantom[0], variance, results, estimates, log=lambda line: print(f"{args.pipeline}/{line}"))
     if (models / "reference").exists():
         reference = add_mcmc_reference(results, estimates, reference, MCMCReference(models / "reference", x, params.reference), variance)
     for name, sampler, _ in candidates:  # posterior samplers (cwgan): calibration and gallery
@@ -81,26 +91,18 @@ def main() -> None:
             )
     summary = {
         "pipeline": args.pipeline, "scale": params.scale, "test_items": int(x.shape[0]), "note": PSNR_NOTE,
-        "problem": {"forward": pipe.forward.kind, "prior": pipe.prior.name},
+        "problem": {"forward": pipe.forward.kind, "prior": pipe.prior.name, **({"angles": pipe.forward.angles} if pipe.forward.kind == "ct" else {})},
         **({"phantom": "step signal"} if len(operator.domain_shape) == 1 else {}),
-        "methods": results, "comparisons": comparisons, **({"reference": reference} if reference else {}),
+        "methods": results, "comparisons": comparisons, **({"subset_comparisons": subset} if subset else {}),
+        **({"reference": reference} if reference else {}),
     }
     write_text_atomic(Path(args.metrics) / f"{args.pipeline}.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_text_atomic(reports / "metrics.md", markdown_table(summary))
-    save_grid(reports / "grid.png", x[: settings.report_items], {n: e[: settings.report_items] for n, e in estimates.items()})
+    shown = min(settings.report_items, *(e.shape[0] for e in estimates.values()))  # per-item methods solved the first items only
+    save_grid(reports / "grid.png", x[:shown], {n: e[:shown] for n, e in estimates.items()})
     if (models / "reference").exists():
         write_gap_reports(reports, summary)
     tracking.log_evaluation(args.pipeline, summary, reports)
-
-
-def phantom_case(operator: LinearOperator, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A phantom never seen in training (Shepp-Logan; for 1-D signals a step
-    signal), and its measurement at the pipeline's noise level (a fixed noise
-    draw). Its scores are kept under `shepp_logan` in the metrics."""
-    size = operator.domain_shape[-1]
-    phantom = step_signal(size) if len(operator.domain_shape) == 1 else shepp_logan(size)
-    noise = torch.randn(1, 1, *operator.range_shape, generator=torch.Generator().manual_seed(0))
-    return phantom, operator(phantom) + noise_std * noise
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""DVC stage `register` (first half): every trained learned model of a pipeline
-becomes a version of `<PIPELINE>-<METHOD>` in the MLflow registry.
+"""DVC stage `register` (first half): every trained model of a pipeline (its
+learned methods, and the prior models pnp and the generative regularisers
+use) becomes a version of `<PIPELINE>-<METHOD>` in the MLflow registry.
 
     python -m tasks.register PIPELINE
 
 A version carries the checkpoint's sha256 as a tag; a checkpoint already
 registered is skipped, so re-running never duplicates a version. The newest
 version gets the alias `challenger`; `python -m tasks.promote` decides about
-`champion`. The test PSNR at registration is a tag and a run metric.
+`champion` for the learned methods. A prior model (served by
+tasks/serving_prior.py: noisy images to denoised ones, latents to images)
+is scored on its own task, and not promoted: pnp and gen_* use the trained
+model of their own DVC run, and evaluate scores them. The test PSNR at registration is a tag and a run metric.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import torch
 
 from recongap.datasets import DataError, read_split
 from recongap.evaluation import errors_on_split
+from recongap.metrics import psnr
+from recongap.reconstructors import get_method
 from recongap.reconstructors.lightning import load_checkpoint
 
 from . import tracking
@@ -47,7 +53,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from . import serving
+    from . import serving, serving_prior
 
     out = models / pipeline / method
     checkpoint, config_file = out / "best.ckpt", out / "config.json"
@@ -71,10 +77,14 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
         module = load_checkpoint(checkpoint, method, config["geometry"])
     except ValueError as e:  # another method's or geometry's, or not weights only
         raise DataError(str(e)) from None
-    figure = float(errors_on_split(method, module, test_file, batch_size)[1].mean())  # reported, never decides
-    example = read_split(test_file).measurements[:2].astype(np.float32)
-    with torch.no_grad():
-        signature = infer_signature(example, module(torch.from_numpy(example)).numpy(), params={"samples": 0})
+    if get_method(method).prior_model:  # scored on its own task on the test images (its `restore`)
+        python_model, figure, signature = serving_prior.__file__, *_prior_model_card(module, method, test_file)
+    else:
+        python_model = serving.__file__
+        figure = float(errors_on_split(method, module, test_file, batch_size)[1].mean())  # reported, never decides
+        example = read_split(test_file).measurements[:2].astype(np.float32)
+        with torch.no_grad():
+            signature = infer_signature(example, module(torch.from_numpy(example)).numpy(), params={"samples": 0})
 
     tags = {**tracking.stage_tags(stage), CHECKPOINT_TAG: digest, "test_psnr": f"{figure:.4f}"}
     with mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), run_name=f"register-{method}", tags=tags):
@@ -82,7 +92,7 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
         mlflow.log_metric("test_psnr", figure)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=serving.__file__,  # stored as code: loading needs recongap, not tasks/
+            python_model=python_model,  # stored as code: loading needs recongap, not tasks/
             artifacts={"checkpoint": str(checkpoint), "config": str(config_file)},
             signature=signature,
             # the package must be installed where the model is served
@@ -96,6 +106,21 @@ def register_method(pipeline: str, method: str, models: Path, data: Path, batch_
     return version, True
 
 
+def _prior_model_card(module, method: str, test_file: Path) -> tuple[float, object]:
+    """A prior model's test PSNR on its own task (denoising, autoencoding) and
+    the signature of what its served model takes (noisy images, latents)."""
+    from mlflow.models import infer_signature
+
+    images = torch.from_numpy(read_split(test_file).images)
+    with torch.no_grad():
+        figure = float(psnr(module.restore(images), images).mean())
+        if method == "vae":
+            example = torch.zeros(2, module.network.latent)
+            return figure, infer_signature(example.numpy(), module(example).numpy())
+        level = module.network.max_noise / 2
+        return figure, infer_signature(images[:2].numpy(), module(images[:2], level).numpy(), params={"noise_std": level})
+
+
 def _model_exists(client, name: str) -> bool:
     return bool(client.search_registered_models(f"name='{name}'"))
 
@@ -107,8 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     params, catalogue = load_configs(args)
     tracking.connect()
-    for method in catalogue.trained_methods:
-        stage = tracking.train_stage(args.pipeline, method, catalogue.sampler_methods)
+    for method in catalogue.trained_models:
+        stage = tracking.train_stage(args.pipeline, method, catalogue.sampler_methods, catalogue.prior_models)
         version, new = register_method(args.pipeline, method, Path(args.models), Path(args.data), params.evaluate.batch_size, stage)
         state = f"registered version {version}, alias challenger" if new else f"checkpoint already registered as version {version}: nothing new"
         print(f"{model_name(args.pipeline, method)}: {state}")

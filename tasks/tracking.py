@@ -121,10 +121,11 @@ def dvc_lock_hashes(stage: str, lock: Path | None = None) -> dict[str, str]:
     return {d["path"]: d.get("md5", "") for d in entry.get("deps", [])}
 
 
-def train_stage(pipeline: str, method: str, sampler_methods: Iterable[str] = ()) -> str:
+def train_stage(pipeline: str, method: str, sampler_methods: Iterable[str] = (), prior_models: Iterable[str] = ()) -> str:
     """The dvc.yaml stage that trains `method` on `pipeline`: samplers, which
-    start from the trained postproc, have a stage of their own."""
-    kind = "train_sampler" if method in sampler_methods else "train"
+    start from the trained postproc, and prior models (denoiser, vae) have
+    stages of their own."""
+    kind = "train_sampler" if method in sampler_methods else "train_prior" if method in prior_models else "train"
     return f"{kind}@{pipeline}-{method}"
 
 

@@ -58,7 +58,7 @@ def main() -> None:
             raise DataError(f"--init {args.init}: {e}") from None
     start_output(out, config, resume)
 
-    stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods)
+    stage = tracking.train_stage(args.pipeline, args.method, catalogue.sampler_methods, catalogue.prior_models)
     mlflow_logger = tracking.lightning_logger(args.pipeline, stage)
     mlflow_logger.log_hyperparams({**config, "init": str(args.init)} if args.init else config)
     trainer = make_trainer(out, config, settings, module, mlflow_logger)
@@ -69,10 +69,10 @@ def main() -> None:
 
 def check_arguments(args: argparse.Namespace, catalogue: Pipelines) -> None:
     """Refuse a method the pipeline does not train, or a bad --init, before any work."""
-    if args.method not in catalogue.trained_methods:
+    if args.method not in catalogue.trained_models:
         raise ConfigError(
             f"{args.pipelines}: {args.method!r} is not among learned_methods {catalogue.learned_methods} "
-            f"or sampler_methods {catalogue.sampler_methods}"
+            f"or sampler_methods {catalogue.sampler_methods} or prior_models {catalogue.prior_models}"
         )
     if args.init is not None and args.method not in catalogue.sampler_methods:
         raise ConfigError(f"--init: {args.method!r} trains from scratch; only sampler_methods start from a trained model")

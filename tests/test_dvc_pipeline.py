@@ -36,6 +36,8 @@ CLOSED_FORM = {  # by prior: exact methods beside the MCMC mean
     "gaussian_field": {"lmmse"}, "gaussian_mixture": {"exact_mean", "lmmse"}, "gaussian_process": {"lmmse"},
 }
 LEARNED = ("postproc", "lgd", "lpd", "cwgan")
+#: methods the solve stages optimise per measurement, scored on the first solve.items.smoke (2) test items
+SOLVED = {"dip": "solve", "adp": "solve", "gen_range": "solve_generative", "gen_soft": "solve_generative"}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def reproduced(repo) -> tuple[subprocess.CompletedProcess, Counter]:
 def _methods(pipeline: str) -> set[str]:
     """The methods scored on a pipeline: the classical ones of its forward kind, the trained ones."""
     ct = CATALOGUE["pipelines"][pipeline]["forward"].get("kind", "ct") == "ct"
-    return {"fbp" if ct else "first", "tv", *LEARNED}
+    return {"fbp" if ct else "first", "tv", "linear_mmse", "pnp", *LEARNED}
 
 
 def _check_whole_dag(repo: Path, first: subprocess.CompletedProcess, runs_before: Counter, pipelines: tuple[str, ...]) -> None:
@@ -85,15 +87,21 @@ def _check_whole_dag(repo: Path, first: subprocess.CompletedProcess, runs_before
         for split in ("train", "val", "test"):
             attrs = read_attrs(repo / "data" / pipeline / f"{split}.h5")
             assert attrs["config"]["scale"] == "smoke" and attrs["split"] == split
-        for stage, method in [("train", "postproc"), ("train", "lgd"), ("train", "lpd"), ("train_sampler", "cwgan")]:
+        trained = [("train", "postproc"), ("train", "lgd"), ("train", "lpd"), ("train_sampler", "cwgan"), ("train_prior", "denoiser"), ("train_prior", "vae")]
+        for stage, method in trained:
             assert f"Running stage '{stage}@{pipeline}-{method}'" in first.stdout
             assert (repo / "models" / pipeline / method / "best.ckpt").exists()
+        for method, stage in SOLVED.items():
+            assert f"Running stage '{stage}@{pipeline}-{method}'" in first.stdout
+            assert len(list((repo / "models" / pipeline / method / "items").glob("*.npy"))) == 3  # 2 test items and the phantom
         # cwgan's generator started from this run's postproc checkpoint
         started_from = json.loads((repo / "models" / pipeline / "cwgan" / "config.json").read_text())["init_sha256"]
         assert started_from == hashlib.sha256((repo / "models" / pipeline / "postproc" / "best.ckpt").read_bytes()).hexdigest()
         metrics = json.loads((repo / "metrics" / f"{pipeline}.json").read_text())
         # every pipeline gets its MCMC posterior mean; the Gaussian ones also their closed forms
-        assert set(metrics["methods"]) == methods | {"posterior_mean"} | closed_form and metrics["scale"] == "smoke"
+        assert set(metrics["methods"]) == methods | set(SOLVED) | {"posterior_mean"} | closed_form and metrics["scale"] == "smoke"
+        assert all(metrics["methods"][m]["items"] == 2 and "items" not in metrics["methods"][name] for m in SOLVED for name in methods)
+        assert metrics["methods"]["pnp"]["chosen"]["fixed_point_residual"] >= 0
         # the reference stage: per-item files and a diagnostics summary
         assert f"Running stage 'reference@{pipeline}'" in first.stdout
         reference_dir = repo / "models" / pipeline / "reference"
@@ -118,12 +126,17 @@ def _check_whole_dag(repo: Path, first: subprocess.CompletedProcess, runs_before
             gap = r["reference_gap"]
             assert gap["reliable"] == mcmc["reliable"] and gap["items"] == 2
             assert all(gap[k]["stderr"] >= 0 for k in ("mse", "normalized_error", "gap"))
-        # every pair of methods compared on the test items, the MCMC mean (its own items) aside
-        n = len(metrics["methods"]) - 1
+        # every pair of methods compared on the test items, the MCMC mean (its own items) and the solved methods aside;
+        # on the items solved, every pair with them
+        n = len(metrics["methods"]) - 1 - len(SOLVED)
         assert len(metrics["comparisons"]) == n * (n - 1) // 2
+        subset = metrics["subset_comparisons"]
+        assert subset["items"] == 2 and len(subset["pairs"]) == (n + len(SOLVED)) * (n + len(SOLVED) - 1) // 2
+        assert all(c["mse_difference"]["items"] == 2 for c in subset["pairs"])
         if closed_form:  # nothing beats the exact posterior mean beyond its error bar
             best = metrics["reference"]["estimator"]
             assert all(claim(metrics["comparisons"], best, m)["verdict"] != "fails" for m in methods)
+            assert all(claim(subset["pairs"], best, m)["verdict"] != "fails" for m in SOLVED)
         gap_md = (repo / "reports" / pipeline / "gap.md").read_text()
         adler = prior == "ellipses" and CATALOGUE["pipelines"][pipeline]["forward"].get("kind", "ct") == "ct"
         assert "| posterior_mean |" in gap_md and ("| 372.0 |" in gap_md) == adler  # Adler's figures: CT ellipses only

@@ -121,10 +121,112 @@ class CWGANParams(TrainedMethodParams):
     std_floor: float = Field(default=0.005, ge=0, description="mean pixel std below which samples count as collapsed")
 
 
+class LinearMMSEParams(Strict):
+    """Nothing is chosen on validation: the covariance's shrinkage comes from the training images (Ledoit-Wolf)."""
+
+    max_train_items: int = Field(default=4096, ge=2, description="the first training images whose moments are used (a bound on memory)")
+
+
+class PlugAndPlayParams(Strict):
+    iterations: int = Field(default=30, ge=1, description="proximal-gradient iterations, from the first reconstruction")
+    steps: tuple[PositiveFloat, ...] = Field(default=(0.5, 1.0, 1.5), min_length=1, description="steps searched, as fractions of 1/||A||^2")
+    noise_levels: tuple[PositiveFloat, ...] = Field(default=(0.01, 0.02, 0.05), min_length=1, description="denoiser noise stds searched")
+    fit_items: int = Field(default=16, ge=1, description="validation items of the search")
+
+
+class DeepImagePriorParams(Strict):
+    channels: int = Field(default=16, ge=1, description="U-Net base width")
+    depth: int = Field(default=3, ge=1, le=6)
+    noise_channels: int = Field(default=8, ge=1, description="channels of the fixed noise input")
+    noise_scale: float = Field(default=0.1, gt=0, description="the noise input is uniform on [0, noise_scale]")
+    lr: float = Field(default=1e-3, gt=0, description="Adam's rate")
+    max_iterations: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
+        default={"smoke": 100, "laptop": 1000, "paper": 3000},
+        description="per scale (or one number): Adam steps of each validation fit; the stopping iteration is chosen among them",
+    )
+    record_every: int = Field(default=50, ge=1, description="validation fits record their error every so many steps")
+    tv_weights: tuple[Annotated[float, Field(ge=0)], ...] = Field(default=(0.0,), min_length=1, description="TV weights searched (DIP+TV)")
+    seed: int = Field(default=0, ge=0, description="initial weights and noise input, the same for every item")
+    fit_items: int = Field(default=4, ge=1, description="validation items of the search")
+
+    @field_validator("max_iterations", mode="before")
+    @classmethod
+    def _one_number_for_every_scale(cls, value: object) -> object:
+        return {scale: value for scale in get_args(ScaleName)} if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _records_some_step(self) -> "DeepImagePriorParams":
+        short = {scale: n for scale, n in self.max_iterations.items() if n < self.record_every}
+        if short:
+            raise ValueError(f"record_every = {self.record_every} exceeds max_iterations {short}: no step would be recorded")
+        return self
+
+    def options_at(self, scale: str) -> dict:
+        """The method's options at `scale` (what DeepImagePrior takes)."""
+        if scale not in self.max_iterations:
+            raise ValueError(f"methods.dip.max_iterations has no entry for scale {scale!r} (defined: {sorted(self.max_iterations)})")
+        return {**self.model_dump(exclude={"fit_items"}), "max_iterations": self.max_iterations[scale]}
+
+
+class AnalyticDeepPriorParams(Strict):
+    layers: int = Field(default=10, ge=1, description="proximal-gradient layers of the network (each outer step)")
+    lr: float = Field(default=1.0, gt=0, description="gradient-descent rate of B, in units of 1/||A||^2")
+    max_iterations: int = Field(default=200, ge=1, description="outer steps of each validation fit; the number kept is chosen among them")
+    record_every: int = Field(default=10, ge=1)
+    alphas: tuple[PositiveFloat, ...] = Field(default=(0.01, 0.1), min_length=1, description="Tikhonov weights searched, in units of ||A||^2")
+    fit_items: int = Field(default=4, ge=1, description="validation items of the search")
+
+    @model_validator(mode="after")
+    def _records_some_step(self) -> "AnalyticDeepPriorParams":
+        if self.record_every > self.max_iterations:
+            raise ValueError(f"record_every = {self.record_every} exceeds max_iterations = {self.max_iterations}: no step would be recorded")
+        return self
+
+
+class GenerativeRangeParams(Strict):
+    iterations: int = Field(default=300, ge=1, description="Adam steps on the latent")
+    lr: float = Field(default=0.05, gt=0)
+    weights: tuple[PositiveFloat, ...] = Field(default=(0.1, 1.0, 10.0), min_length=1, description="latent penalties searched, in units of the noise variance")
+    fit_items: int = Field(default=16, ge=1, description="validation items of the search")
+
+
+class GenerativeSoftParams(Strict):
+    iterations: int = Field(default=300, ge=1, description="Adam steps on the image and the latent")
+    lr: float = Field(default=0.05, gt=0, description="the latent's rate; the image's is a tenth")
+    distance_stds: tuple[PositiveFloat, ...] = Field(default=(0.02, 0.05, 0.1), min_length=1, description="allowed distances to the range searched (image units)")
+    latent_weights: tuple[PositiveFloat, ...] = Field(default=(0.1, 1.0), min_length=1, description="latent penalties searched, in units of the noise variance")
+    fit_items: int = Field(default=16, ge=1, description="validation items of the search")
+
+
+class VAEParams(TrainedMethodParams):
+    """The generative regularisers' variational autoencoder, trained on the prior's images."""
+
+    latent: int = Field(default=64, ge=1, description="dimension of z")
+    channels: int = Field(default=32, ge=1)
+    depth: int = Field(default=3, ge=1, le=6, description="halvings of the image")
+    recon_std: float = Field(default=0.05, gt=0, description="the decoder's pixel noise std: weighs reconstruction against KL")
+
+
+class DenoiserParams(TrainedMethodParams):
+    """The plug-and-play denoiser, trained on the prior's images."""
+
+    channels: int = Field(default=32, ge=1)
+    depth: int = Field(default=3, ge=1, le=6)
+    max_noise: float = Field(default=0.2, gt=0, description="training noise stds are uniform on [0, max_noise]")
+
+
 class MethodParams(Strict):
     fbp: FBPParams = FBPParams()
     first: FirstParams = FirstParams()
     tv: TVParams = TVParams()
+    linear_mmse: LinearMMSEParams = LinearMMSEParams()
+    pnp: PlugAndPlayParams = PlugAndPlayParams()
+    dip: DeepImagePriorParams = DeepImagePriorParams()
+    adp: AnalyticDeepPriorParams = AnalyticDeepPriorParams()
+    gen_range: GenerativeRangeParams = GenerativeRangeParams()
+    gen_soft: GenerativeSoftParams = GenerativeSoftParams()
+    denoiser: DenoiserParams = DenoiserParams()
+    vae: VAEParams = VAEParams()
     postproc: PostProcessingParams = PostProcessingParams()
     lgd: LGDParams = LGDParams()
     lpd: LPDParams = LPDParams()
@@ -145,6 +247,20 @@ class EvaluateParams(Strict):
     fit_items: int = Field(default=64, ge=1, description="validation items that choose FBP and TV parameters")
     batch_size: int = Field(default=32, ge=1)
     report_items: int = Field(default=4, ge=1, le=16)
+
+
+class SolveParams(Strict):
+    """The `solve` stage: methods optimised per measurement, too slow for every test item."""
+
+    items: dict[ScaleName, Annotated[int, Field(ge=1)]] = Field(
+        default={"smoke": 2, "laptop": 4, "paper": 32},
+        description="per scale: the first test items solved; the other methods are compared with them on these items",
+    )
+
+    def items_at(self, scale: str) -> int:
+        if scale not in self.items:
+            raise ValueError(f"solve.items has no entry for scale {scale!r} (defined: {sorted(self.items)})")
+        return self.items[scale]
 
 
 class RegistryParams(Strict):
@@ -241,6 +357,7 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     reference: ReferenceParams = ReferenceParams()
+    solve: SolveParams = SolveParams()
     registry: RegistryParams = RegistryParams()
     orchestration: OrchestrationParams = OrchestrationParams()
 
@@ -498,13 +615,18 @@ class PipelineConfig(Strict):
         return self
 
 
-ClassicalMethod = Literal["fbp", "first", "tv"]
+ClassicalMethod = Literal["fbp", "first", "tv", "linear_mmse", "pnp"]
 #: the forward kinds a classical method applies to (absent: every kind). FBP is
 #: CT's; `first`, the operator's own first reconstruction, stands in for it
 #: on the other kinds (on CT it would repeat FBP untuned).
 CLASSICAL_KINDS: dict[str, tuple[str, ...]] = {"fbp": ("ct",), "first": tuple(OPERATOR_KINDS)}
 LearnedMethod = Literal["postproc", "lgd", "lpd"]
 SamplerMethod = Literal["cwgan"]
+PerItemMethod = Literal["dip", "adp"]
+GenerativeMethod = Literal["gen_range", "gen_soft"]
+PriorModel = Literal["denoiser", "vae"]
+#: the prior model a method uses
+USES_PRIOR_MODEL: dict[str, str] = {"pnp": "denoiser", "gen_range": "vae", "gen_soft": "vae"}
 
 
 class Pipelines(Strict):
@@ -513,6 +635,13 @@ class Pipelines(Strict):
     sampler_methods: list[SamplerMethod] = Field(
         default=[], description="posterior samplers whose generator starts from the trained postproc"
     )
+    per_item_methods: list[PerItemMethod] = Field(
+        default=[], description="optimised per measurement by the `solve` stage, on the first `solve.items` test items"
+    )
+    generative_methods: list[GenerativeMethod] = Field(
+        default=[], description="optimised per measurement with the trained vae (`solve_generative` stage), on the first `solve.items` test items"
+    )
+    prior_models: list[PriorModel] = Field(default=[], description="models of the prior's images that methods use (pnp: denoiser; gen_*: vae)")
     pipelines: dict[str, PipelineConfig]
     # Kept apart from `pipelines` because DVC tracks pipelines.NAME as the
     # simulate stage's params: a new schedule must not make the data stale.
@@ -546,6 +675,16 @@ class Pipelines(Strict):
         """Every method with a trained model: learned, then sampler methods."""
         return [*self.learned_methods, *self.sampler_methods]
 
+    @property
+    def solved_methods(self) -> list[str]:
+        """Every method the solve stages optimise per measurement."""
+        return [*self.per_item_methods, *self.generative_methods]
+
+    @property
+    def trained_models(self) -> list[str]:
+        """Every trained model: the trained methods', then the prior models."""
+        return [*self.trained_methods, *self.prior_models]
+
     @model_validator(mode="after")
     def _samplers_have_their_start(self) -> "Pipelines":
         if self.sampler_methods and "postproc" not in self.learned_methods:
@@ -553,6 +692,14 @@ class Pipelines(Strict):
                 f"sampler_methods {self.sampler_methods} start from the trained postproc, "
                 f"which learned_methods {self.learned_methods} lacks"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _prior_models_listed(self) -> "Pipelines":
+        for method in [*self.classical_methods, *self.solved_methods]:
+            model = USES_PRIOR_MODEL.get(method)
+            if model is not None and model not in self.prior_models:
+                raise ValueError(f"{method} uses the trained {model}, which prior_models {self.prior_models} lacks")
         return self
 
     @model_validator(mode="after")

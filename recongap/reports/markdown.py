@@ -18,8 +18,8 @@ def cell(entry: dict, fmt: str = ".3f") -> str:
 def method_label(name: str, result: dict) -> str:
     """A method's name in a table; the MCMC posterior mean says what it is, on
     how many items it was scored, and when its chains were flagged."""
-    if name != "posterior_mean":
-        return name
+    if name != "posterior_mean":  # a per-item method (the solve stage's) says on how many items it was scored
+        return f"{name} (first {result['items']} test items)" if "items" in result else name
     items = f", first {result['items']} test items" if "items" in result else ""
     flagged = ", flagged: UNRELIABLE" if result.get("normalized_error", {}).get("reliable") is False else ""
     return f"{name} (MCMC{items}{flagged})"
@@ -58,12 +58,26 @@ def comparison_sections(summary: dict) -> list[str]:
     comparisons = summary.get("comparisons")
     if not comparisons:
         return []
-    order = ordering(comparisons)
     items = comparisons[0]["mse_difference"]["items"]
-    lines = [
-        "",
+    lines = _ordered(
+        comparisons, summary,
         f"Paired over the {items} test items: a claim holds when the per-item MSE difference clears {Z:g} standard "
         f"errors in its favour, fails when it clears them against it, and is a tie otherwise.",
+    )
+    subset = summary.get("subset_comparisons")
+    if subset:
+        lines += ["", f"### On the first {subset['items']} test items, with the methods optimised per measurement"]
+        lines += _ordered(subset["pairs"], summary, f"Every method paired over the first {subset['items']} test items, the ones the per-item methods solved.")
+    return lines
+
+
+def _ordered(comparisons: list[dict], summary: dict, intro: str) -> list[str]:
+    """The ordering by MSE with each step judged, then the exact posterior
+    mean against every method and every method against the best linear one."""
+    order = ordering(comparisons)
+    lines = [
+        "",
+        intro,
         "",
         f"Ordering by test MSE, each method against the next: {' < '.join(order)}.",
         "",

@@ -60,6 +60,11 @@ LOADERS = {"params.yaml": load_params, "pipelines.yaml": load_pipelines}
         ("params.yaml", lambda d: d["orchestration"].update(retries=-1), "orchestration.retries", "greater than or equal to 0"),
         ("pipelines.yaml", lambda d: d.update(learned_methods=["lgd"]), "(top level)", "start from the trained postproc, which learned_methods ['lgd'] lacks"),
         ("pipelines.yaml", lambda d: d.update(learned_methods=["postproc", "cwgan"]), "learned_methods.1", "'postproc', 'lgd' or 'lpd'"),
+        ("pipelines.yaml", lambda d: d.update(prior_models=["vae"]), "(top level)", "pnp uses the trained denoiser, which prior_models ['vae'] lacks"),
+        ("pipelines.yaml", lambda d: d.update(per_item_methods=["dip", "gen_range"]), "per_item_methods.1", "'dip' or 'adp'"),
+        ("params.yaml", lambda d: d["methods"]["dip"].update(record_every=500), "methods.dip", "record_every = 500 exceeds max_iterations {'smoke': 100}"),
+        ("params.yaml", lambda d: d["methods"]["pnp"].update(steps=[]), "methods.pnp.steps", "at least 1 item"),
+        ("params.yaml", lambda d: d["solve"]["items"].update(laptop=0), "solve.items.laptop", "greater than or equal to 1"),
     ],
 )
 def test_bad_config_names_file_key_and_rule(tmp_path, name, edit, key, rule):

@@ -26,8 +26,14 @@ def problem():
 
 
 def test_registry():
-    assert set(RECONSTRUCTORS) == {"fbp", "first", "tv", "postproc", "lgd", "lpd", "cwgan"}
-    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].learned] == ["postproc", "lgd", "lpd", "cwgan"]
+    assert set(RECONSTRUCTORS) == {
+        "fbp", "first", "tv", "linear_mmse", "pnp", "dip", "adp", "gen_range", "gen_soft", "denoiser", "vae", "postproc", "lgd", "lpd", "cwgan",
+    }
+    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].learned] == ["denoiser", "vae", "postproc", "lgd", "lpd", "cwgan"]
+    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].prior_model] == ["denoiser", "vae"]
+    assert [m for m in RECONSTRUCTORS if RECONSTRUCTORS[m].per_item] == ["dip", "adp", "gen_range", "gen_soft"]
+    for method in RECONSTRUCTORS.values():  # every named builder imports
+        assert callable(method.build), method.name
     assert "width" in get_method("lpd").retrain
     with pytest.raises(ValueError, match="unknown method 'unet'"):
         get_method("unet")

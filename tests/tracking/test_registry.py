@@ -57,6 +57,8 @@ def store(tmp_path_factory) -> Path:
     params["scales"]["smoke"] = {"size": 16, "splits": {"train": 8, "val": 4, "test": 4}, "epochs": 1}
     params["simulate"]["noise_calibration_samples"] = 8
     params["methods"]["lpd"] = {"iterations": 2, "primal": 2, "dual": 2, "width": 4}
+    params["methods"]["denoiser"] = {"channels": 4, "depth": 1, "max_noise": 0.2}
+    params["methods"]["vae"] = {"latent": 4, "channels": 4, "depth": 2, "recon_std": 0.1}
     params["train"].update(batch_size=4)
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     catalogue = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
@@ -64,7 +66,8 @@ def store(tmp_path_factory) -> Path:
     catalogue["sampler_methods"] = []  # cwgan would need a trained postproc
     (tmp / "pipelines.yaml").write_text(yaml.safe_dump(catalogue))
     _run(tmp, "tasks.simulate", PIPELINE, "--out", str(tmp / "data"))
-    _run(tmp, "tasks.train", PIPELINE, METHOD, "--data", str(tmp / "data"), "--out", str(tmp / "models"))
+    for model in (METHOD, "denoiser", "vae"):  # the prior models are registered too
+        _run(tmp, "tasks.train", PIPELINE, model, "--data", str(tmp / "data"), "--out", str(tmp / "models"))
     _run(tmp, "tasks.register", PIPELINE, *_paths(tmp))
     _run(tmp, "tasks.promote", PIPELINE, "--data", str(tmp / "data"), "--out", str(tmp / "registry"))
     return tmp
@@ -86,6 +89,26 @@ def test_first_version_is_champion_with_recorded_psnr(store):
     summary = json.loads((store / "registry" / f"{PIPELINE}.json").read_text())
     assert summary["models"][0]["champion"] == "1"
     assert summary["tracking_uri"] == f"sqlite:///{store / 'mlflow.db'}"  # outside the repository: kept as it is
+
+
+def test_prior_models_are_registered_and_serve_their_task(store):
+    """pnp's denoiser and the generative regularisers' VAE: versions with their
+    own task's test PSNR, loadable as pyfunc models (noisy images -> denoised,
+    latents -> images), not promoted (reports/registry lists the learned methods)."""
+    import mlflow
+
+    client = _client(store)
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    images = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
+    for model, example, shape in (("denoiser", images, (2, 1, 16, 16)), ("vae", np.zeros((3, 4), np.float32), (3, 1, 16, 16))):
+        version = client.get_model_version_by_alias(f"{PIPELINE}-{model}", "challenger")
+        assert np.isfinite(float(version.tags["test_psnr"])) and version.tags["dvc_stage"] == f"train_prior@{PIPELINE}-{model}"
+        served = mlflow.pyfunc.load_model(f"models:/{PIPELINE}-{model}/{version.version}")
+        assert served.predict(example).shape == shape
+    with pytest.raises(Exception, match="shape"):  # latents of the wrong size: refused (by the signature or the model)
+        served.predict(np.zeros((3, 5), np.float32))
+    summary = json.loads((store / "registry" / f"{PIPELINE}.json").read_text())
+    assert [m["model"] for m in summary["models"]] == [NAME]
 
 
 def test_champion_loads_in_a_new_process_with_recorded_psnr(store):
